@@ -1,0 +1,47 @@
+"""The `mnist` command line: parses options, calls the library, renders results.
+
+TensorFlow is imported only inside the commands that need it, so `--help`,
+`--version` and `download` start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mnist_cli import __version__
+
+app = typer.Typer(
+    name="mnist",
+    help="Download MNIST, train the classic TensorFlow 2 network on it, evaluate it, and read your own digits.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mnist-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """Download MNIST, train the classic TensorFlow 2 network on it, evaluate it, and read your own digits."""
+
+
+# Each command registers itself on `app`; importing them is cheap (no TensorFlow).
+from mnist_cli.cli import download as _download  # noqa: E402,F401
+
+
+def main() -> None:
+    """Entry point of the `mnist` console script."""
+    app()

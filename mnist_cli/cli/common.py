@@ -1,0 +1,75 @@
+"""What every command shares: consoles, option types, JSON output and error handling."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from mnist_cli import config, errors
+
+# Results go to standard output; progress, logs and errors to standard error,
+# so `--json` output and pipes stay clean.
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+Dataset = enum.Enum("Dataset", {name.replace("-", "_"): name for name in config.DATASETS}, type=str)
+
+DatasetOption = Annotated[
+    Dataset, typer.Option("--dataset", "-d", help="Which data set.", envvar="MNIST_DATASET", show_envvar=False)
+]
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        help="Folder holding <dataset>/ with the four IDX files [default: the user cache directory].",
+        envvar="MNIST_DATA_DIR",
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on standard output, nothing else.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no progress, only results and errors.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_error(exc: errors.MnistError) -> None:
+    """One line on standard error: what is wrong, and what to do."""
+    err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True, highlight=False)
+    if exc.hint:
+        err.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+
+
+def handles_errors(command: F) -> F:
+    """Turn library errors and Ctrl-C into a clear line and a documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except errors.MnistError as exc:
+            print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(errors.INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(payload: Any) -> None:
+    """Write one JSON document to standard output."""
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def plain_progress(console: Console) -> bool:
+    """Whether to print plain lines instead of live bars (pipes, CI, dumb terminals)."""
+    return not console.is_terminal or console.is_dumb_terminal

@@ -1,0 +1,182 @@
+"""The one place every hyperparameter lives, with its default.
+
+`TrainConfig` is frozen, validated on construction, saved as `config.json` in
+each run directory, and enough on its own to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_cli.errors import UsageError
+
+DATASETS = ("mnist", "fashion-mnist")
+MODELS = ("mlp", "cnn")
+LOSSES = ("mse", "xent")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+PRECISIONS = ("float32", "mixed-bf16", "mixed-fp16")
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run; the defaults are the walk-through's recipe."""
+
+    dataset: str = "mnist"
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256, 256)
+    loss: str = "mse"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "constant"
+    epochs: int = 10
+    batch_size: int = 32
+    val_split: float = 0.1
+    seed: int = 0
+    precision: str = "float32"
+    augment: bool = False
+    log_every: int = 200
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+
+    def __post_init__(self) -> None:
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("model", self.model, MODELS)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if not self.hidden or any(not isinstance(n, int) or n < 1 for n in self.hidden):
+            raise UsageError(
+                f"--hidden must be positive layer sizes, got {format_hidden(self.hidden)!r}",
+                "for example --hidden 256,256,256",
+            )
+        _check_number("epochs", self.epochs, minimum=1, integer=True)
+        _check_number("batch-size", self.batch_size, minimum=1, integer=True)
+        _check_number("lr", self.lr, minimum=0.0, exclusive=True)
+        _check_number("momentum", self.momentum, minimum=0.0, below=1.0)
+        _check_number("weight-decay", self.weight_decay, minimum=0.0)
+        _check_number("val-split", self.val_split, minimum=0.0, below=1.0)
+        _check_number("seed", self.seed, minimum=0, integer=True)
+        _check_number("log-every", self.log_every, minimum=1, integer=True)
+        _check_number("checkpoint-every", self.checkpoint_every, minimum=0, integer=True)
+        _check_number("keep-checkpoints", self.keep_checkpoints, minimum=1, integer=True)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON types."""
+        data = dataclasses.asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """Build from untrusted JSON data: known fields only, each of the right type."""
+        if not isinstance(data, dict):
+            raise UsageError("a config must be a JSON object of hyperparameters")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise UsageError(
+                f"unknown config field(s): {', '.join(unknown)}",
+                f"known fields are: {', '.join(fields)}",
+            )
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            default = getattr(cls, name, None) if name != "hidden" else cls.hidden
+            values[name] = _coerce(name, value, default)
+        return cls(**values)
+
+    def save(self, run_dir: Path) -> Path:
+        """Write `config.json` into a run directory (atomically)."""
+        from mnist_cli.fileio import atomic_write_text
+
+        path = Path(run_dir) / CONFIG_FILE
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TrainConfig:
+        """Read and validate `config.json` from a run directory."""
+        from mnist_cli.errors import ModelError
+
+        path = Path(run_dir) / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"{path} is missing", "a run directory made by `mnist train` has one") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path} is not valid JSON: {exc}", "restore it or train the run again") from None
+        try:
+            return cls.from_dict(data)
+        except UsageError as exc:
+            raise ModelError(f"{path}: {exc.message}", "restore it or train the run again") from None
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Parse `--hidden 256,256,256` into layer sizes."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--hidden must be comma-separated integers, got {text!r}", "for example --hidden 256,256,256") from None
+    if not sizes:
+        raise UsageError("--hidden needs at least one layer size", "for example --hidden 256,256,256")
+    return sizes
+
+
+def format_hidden(hidden: tuple[int, ...]) -> str:
+    """The `--hidden` spelling of layer sizes."""
+    return ",".join(str(n) for n in hidden)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float,
+    integer: bool = False,
+    exclusive: bool = False,
+    below: float | None = None,
+) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, float) and not math.isfinite(value)):
+        raise UsageError(f"--{name} must be a{'n integer' if integer else ' finite number'}, got {value!r}")
+    too_small = value <= minimum if exclusive else value < minimum
+    too_big = below is not None and value >= below
+    if too_small or too_big:
+        low = f"> {minimum}" if exclusive else f">= {minimum}"
+        high = f" and < {below}" if below is not None else ""
+        raise UsageError(f"--{name} must be {low}{high}, got {value}")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if name == "hidden":
+        if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
+            raise UsageError(f"config field 'hidden' must be a list of integers, got {value!r}")
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"config field {name!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, type(default)) or isinstance(value, bool):
+        raise UsageError(f"config field {name!r} must be a {type(default).__name__}, got {value!r}")
+    return value
