@@ -29,7 +29,7 @@ DataDirOption = Annotated[
     Optional[Path],
     typer.Option(
         "--data-dir",
-        help="Folder holding <dataset>/ with the four IDX files [default: the user cache directory].",
+        help="Folder holding <dataset>/ with the four IDX files \\[default: the user cache directory].",
         envvar="MNIST_DATA_DIR",
         file_okay=False,
     ),
