@@ -1,0 +1,365 @@
+"""Pictures people make come back as the MNIST digits they show; bad files give one clear line."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import errno
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pictures
+from mnist_cli import preprocessing
+from mnist_cli.data import load_split
+from mnist_cli.errors import InputError
+from mnist_cli.preprocessing import iter_image_paths, load_image, preprocess, to_mnist
+
+N_USER = 200  # test digits turned into user-style pictures, one variant each in turn
+VARIANT_NAMES = list(pictures.VARIANTS)
+# Measured on the first 200 test digits (25 per variant): mean correlation with the original
+# 0.927-0.975 (thin_pen 0.829, its skeleton loses the pen's shape), lowest single digit 0.61
+# (thin_pen 0.65); mean |difference| 5.3-8.3 grey levels (thin_pen 14.9). Thresholds keep a margin.
+MIN_MEAN_CORRELATION = {name: 0.88 for name in VARIANT_NAMES} | {"thin_pen": 0.78}
+MIN_CORRELATION = {name: 0.5 for name in VARIANT_NAMES}
+MAX_MEAN_ABS_DIFF = {name: 11.0 for name in VARIANT_NAMES} | {"thin_pen": 18.0}
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(np.float64).ravel(), b.astype(np.float64).ravel())[0, 1])
+
+
+def one_line(exc: pytest.ExceptionInfo[InputError], *words: str) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    for word in words:
+        assert word in text, text
+    return text
+
+
+@pytest.fixture(scope="module")
+def mnist_test(real_mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    return load_split(real_mnist_dir, "test")
+
+
+@pytest.fixture(scope="module")
+def user_digits(mnist_test: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The first 200 test digits, each drawn as a user-style picture and preprocessed back."""
+    images, _ = mnist_test
+    return np.stack(
+        [
+            to_mnist(pictures.VARIANTS[VARIANT_NAMES[i % len(VARIANT_NAMES)]](images[i], seed=i))
+            for i in range(N_USER)
+        ]
+    )
+
+
+# --- pictures people make come back as the digit ---------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+def test_user_pictures_come_back_close_to_the_mnist_digit(
+    variant: str, user_digits: np.ndarray, mnist_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, _ = mnist_test
+    k = VARIANT_NAMES.index(variant)
+    originals = images[:N_USER][k :: len(VARIANT_NAMES)]
+    results = user_digits[k :: len(VARIANT_NAMES)]
+    assert results.dtype == np.uint8 and results.shape[1:] == (28, 28)
+    corr = np.array([correlation(a, b) for a, b in zip(results, originals)])
+    mad = np.abs(results.astype(np.int16) - originals).mean(axis=(1, 2))
+    figures = f"{variant}: correlation mean {corr.mean():.3f} min {corr.min():.3f}, mean |diff| {mad.mean():.1f}"
+    assert corr.mean() >= MIN_MEAN_CORRELATION[variant], figures
+    assert corr.min() >= MIN_CORRELATION[variant], figures
+    assert mad.mean() <= MAX_MEAN_ABS_DIFF[variant], figures
+
+
+def test_a_pixel_classifier_reads_user_pictures_as_well_as_mnist(
+    real_mnist_dir: Path, user_digits: np.ndarray, mnist_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # A ridge-regression classifier on raw pixels: if preprocessing drifted from MNIST's
+    # look (size, centring, stroke, polarity), its accuracy would collapse on user pictures.
+    train_images, train_labels = load_split(real_mnist_dir, "train")
+    x = np.hstack([train_images.reshape(len(train_images), -1) / np.float32(255), np.ones((len(train_images), 1))])
+    x = x.astype(np.float32)
+    weights = np.linalg.solve(x.T @ x + 100.0 * np.eye(x.shape[1], dtype=np.float32), x.T @ np.eye(10)[train_labels])
+
+    def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
+        flat = np.hstack([images.reshape(len(images), -1) / np.float32(255), np.ones((len(images), 1))])
+        return float(((flat @ weights).argmax(axis=1) == labels).mean())
+
+    images, labels = mnist_test
+    raw = accuracy(images[:N_USER], labels[:N_USER])
+    user = accuracy(user_digits, labels[:N_USER])
+    # Measured: raw 0.875, user-style 0.885.
+    assert raw >= 0.8
+    assert user >= raw - 0.05, f"raw MNIST {raw:.3f}, user-style pictures {user:.3f}"
+
+
+def test_an_mnist_digit_is_returned_unchanged(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    for digit in images[:50]:
+        assert np.array_equal(preprocess(pictures.encode(Image.fromarray(digit), "PNG")), digit)
+    assert np.array_equal(to_mnist(Image.fromarray(images[0]).convert("RGB")), images[0])
+
+
+def test_an_inverted_28x28_digit_is_processed_not_passed_through(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    result = to_mnist(Image.fromarray(255 - images[0]))
+    assert correlation(result, images[0]) > 0.9
+    assert result[0, 0] == 0
+
+
+@pytest.mark.parametrize("digit", range(10))
+def test_typed_digits_are_normalised_like_mnist(digit: int) -> None:
+    result = to_mnist(pictures.typed_digit(digit, seed=digit)).astype(np.float64)
+    rows = np.flatnonzero(result.max(axis=1) > 0)
+    cols = np.flatnonzero(result.max(axis=0) > 0)
+    # MNIST: the longer side of the ink fills the 20-pixel box, centre of mass at (14, 14).
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (20, 21, 22)
+    grid = np.arange(28)
+    assert abs((result.sum(axis=1) * grid).sum() / result.sum() - 14) <= 0.5
+    assert abs((result.sum(axis=0) * grid).sum() / result.sum() - 14) <= 0.5
+    assert result.max() == 255
+    assert (result[:, :2] == 0).all() and (result[:2] == 0).all()
+
+
+def test_hairline_strokes_are_thickened_to_mnist_width(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    result = to_mnist(pictures.thin_pen(images[0], pen=1, size=(1600, 1200)))
+    strong = int((result >= 128).sum())
+    # A 1-pixel line scaled 16x down would be a faint smudge; MNIST digits have ~90 strong pixels.
+    assert strong >= 0.6 * int((images[0] >= 128).sum()), strong
+    assert correlation(result, images[0]) > 0.8
+
+
+def test_light_strokes_on_a_transparent_sheet_are_found(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    drawing = np.asarray(pictures.transparent_drawing(images[1], seed=1)).copy()
+    drawing[..., :3] = 255  # a dark-mode app: white strokes, transparent elsewhere
+    assert correlation(to_mnist(Image.fromarray(drawing)), images[1]) > 0.9
+
+
+def test_chalk_on_a_dark_board_keeps_its_polarity(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    photo = np.asarray(pictures.photographed(images[2], seed=2).convert("L"))
+    board = Image.fromarray(255 - photo)  # light ink on a dark, noisy, unevenly lit background
+    assert correlation(to_mnist(board), images[2]) > 0.9
+
+
+def test_glare_lighter_than_the_paper_is_not_ink(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    dim = np.asarray(pictures.photographed(images[6], seed=6)) * 0.8  # a dim room: paper about 175
+    clean = to_mnist(Image.fromarray(dim.astype(np.uint8)))
+    glared = dim.astype(np.uint8)
+    ys, xs = np.mgrid[0:300, 0:400]
+    for cy, cx in ((20, 20), (280, 380), (20, 380), (280, 20)):
+        glared[(ys - cy) ** 2 + (xs - cx) ** 2 < 30**2] = 255  # a lamp's reflection, brighter than the paper
+    assert correlation(to_mnist(Image.fromarray(glared)), clean) > 0.95
+
+
+def test_specks_and_dust_are_ignored(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    canvas = np.asarray(pictures.large_canvas(images[3], seed=3)).copy()
+    clean = to_mnist(Image.fromarray(canvas))
+    for top, left in ((10, 10), (880, 1180), (450, 20), (15, 600)):
+        canvas[top : top + 4, left : left + 5] = 0
+    assert correlation(to_mnist(Image.fromarray(canvas)), clean) > 0.98
+
+
+# --- formats and modes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "suffix"), [("PNG", "png"), ("JPEG", "jpg"), ("BMP", "bmp"), ("GIF", "gif"), ("TIFF", "tif"), ("WEBP", "webp")]
+)
+def test_every_supported_format_loads_from_a_file(
+    fmt: str, suffix: str, tmp_path: Path, mnist_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, _ = mnist_test
+    path = tmp_path / f"digit.{suffix}"
+    path.write_bytes(pictures.encode(pictures.photographed(images[4], seed=4), fmt))
+    assert correlation(preprocess(path), images[4]) > 0.85
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGBA", "RGB", "I", "F"])
+def test_every_image_mode_works(mode: str, mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    picture = pictures.photographed(images[5], seed=5).convert("L")
+    if mode in ("LA", "RGBA"):
+        picture = picture.convert(mode)
+        picture.putalpha(200)
+    elif mode == "F":
+        picture = Image.fromarray(np.asarray(picture, dtype=np.float32) / 255)  # 0..1 floats, as from TIFF
+    else:
+        picture = picture.convert(mode)
+    assert picture.mode == mode
+    assert correlation(to_mnist(picture), images[5]) > (0.75 if mode == "1" else 0.85)
+
+
+def test_sixteen_bit_png(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    data = pictures.encode(pictures.sixteen_bit_png(images[6], seed=6), "PNG")
+    assert load_image(data).mode.startswith("I")
+    assert correlation(preprocess(data), images[6]) > 0.85
+
+
+def test_cmyk_jpeg(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    data = pictures.encode(pictures.cmyk_jpeg(images[7], seed=7), "JPEG")
+    assert load_image(data).mode == "CMYK"
+    assert correlation(preprocess(data), images[7]) > 0.85
+
+
+def test_exif_orientation_turns_a_sideways_photo_upright(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    data = pictures.exif_rotated_jpeg(images[8], seed=8)
+    assert Image.open(io.BytesIO(data)).size == (400, 300)  # stored sideways
+    assert load_image(data).size == (300, 400)
+    result = preprocess(data)
+    assert correlation(result, images[8]) > 0.85
+    assert correlation(result, images[8]) > correlation(result, np.rot90(images[8], -1)) + 0.2
+
+
+def test_animated_gif_uses_the_first_frame(mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, labels = mnist_test
+    first, second = images[3], images[int(np.flatnonzero(labels != labels[3])[0])]
+    frames = [pictures.photographed(d, seed=9).convert("P") for d in (first, second)]
+    data = pictures.encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2
+    result = preprocess(data)
+    assert correlation(result, first) > 0.85 > correlation(result, second)
+
+
+# --- errors: one line, naming the file ------------------------------------------------------
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("seven, I think\n")
+    with pytest.raises(InputError) as exc:
+        load_image(path)
+    one_line(exc, str(path), "not a PNG, JPEG")
+
+
+def test_zero_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(InputError) as exc:
+        preprocess(path)
+    one_line(exc, str(path), "empty")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_file(fmt: str, tmp_path: Path, mnist_test: tuple[np.ndarray, np.ndarray]) -> None:
+    images, _ = mnist_test
+    data = pictures.encode(pictures.large_canvas(images[0]), fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as exc:
+        load_image(path)
+    one_line(exc, str(path), "corrupt or truncated")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as exc:
+        load_image(tmp_path / "nowhere.png")
+    one_line(exc, "nowhere.png", "does not exist")
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as exc:
+        load_image(tmp_path)
+    one_line(exc, str(tmp_path), "is a directory")
+
+
+def test_no_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret.png"
+    path.write_bytes(pictures.encode(Image.new("L", (8, 8)), "PNG"))
+    path.chmod(0)
+    if os.access(path, os.R_OK):
+        # Running as root, which reads anything: refuse the way the OS would for a user.
+        real_open = builtins.open
+
+        def refusing_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if Path(file) == path:
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(InputError) as exc:
+        load_image(path)
+    one_line(exc, str(path), "permission denied")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` 1-bit pixels but holds none: a bomb's header, made cheaply."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "side",
+    [
+        7_000,  # 49 Mpx: over our cap, under Pillow's own limit
+        10_000,  # 100 Mpx: Pillow only warns (between its limit and twice it)
+        20_000,  # 400 Mpx: Pillow raises DecompressionBombError
+    ],
+)
+def test_decompression_bomb(side: int) -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a user's warning filter must not let the bomb through
+        with pytest.raises(InputError) as exc:
+            load_image(png_header(side, side), name="bomb.png")
+    one_line(exc, "bomb.png", f"{preprocessing.MAX_PIXELS // 1_000_000} megapixels")
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_the_pixel_cap_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 30 * 30)
+    load_image(pictures.encode(Image.new("L", (30, 30), 255), "PNG"))
+    with pytest.raises(InputError):
+        load_image(pictures.encode(Image.new("L", (31, 30), 255), "PNG"))
+
+
+def test_blank_picture_has_no_digit(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jpg"
+    noise = np.random.default_rng(0).normal(225, 6, size=(300, 400, 3))
+    path.write_bytes(pictures.encode(Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), "JPEG"))
+    with pytest.raises(InputError) as exc:
+        preprocess(path)
+    one_line(exc, str(path), "no digit found")
+    with pytest.raises(InputError) as exc:
+        preprocess(pictures.encode(Image.new("RGB", (64, 64), "white"), "PNG"))
+    one_line(exc, "standard input", "no digit found")
+
+
+# --- expanding the command line's paths --------------------------------------------------
+
+
+def test_iter_image_paths_expands_directories_in_order(tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("b.PNG", "a.jpg", "c.webp", "notes.txt", ".hidden.png", "nested/d.png"):
+        (folder / name).write_bytes(b"x")
+    single = tmp_path / "first.bmp"
+    odd = tmp_path / "photo.heic"  # named explicitly: kept, load_image will say what it is
+    assert iter_image_paths([single, folder, odd]) == [single, folder / "a.jpg", folder / "b.PNG", folder / "c.webp", odd]
+
+
+def test_iter_image_paths_rejects_a_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("no pictures here")
+    with pytest.raises(InputError) as exc:
+        iter_image_paths([tmp_path])
+    one_line(exc, str(tmp_path), "holds no images")
