@@ -236,3 +236,43 @@ def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> None:
     from mnist_cli.fileio import atomic_write_bytes
 
     atomic_write_bytes(Path(path), gzip.compress(payload, mtime=0) if compress else payload)
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """A data set in memory as uint8 arrays: train, validation (maybe empty) and test."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The (images, labels) of `train`, `val` or `test`."""
+        prefix = {"train": "train", "val": "val", "test": "test"}[name]
+        return getattr(self, f"{prefix}_images"), getattr(self, f"{prefix}_labels")
+
+
+def load_splits(directory: Path, *, dataset: str, val_split: float, seed: int) -> Splits:
+    """Load a data set folder and hold out `val_split` of the training split, chosen by `seed`."""
+    train_images, train_labels = load_split(directory, "train")
+    test_images, test_labels = load_split(directory, "test")
+    # A fixed permutation of the training split decides the held-out part, so a run,
+    # its resumption and `mnist evaluate --split val` all see the same validation set.
+    order = np.random.default_rng(seed).permutation(len(train_images))
+    held_out = int(round(len(train_images) * val_split))
+    if val_split > 0 and held_out == 0 and len(train_images) > 1:
+        held_out = 1
+    val_index, train_index = np.sort(order[:held_out]), np.sort(order[held_out:])
+    return Splits(
+        train_images=train_images[train_index],
+        train_labels=train_labels[train_index],
+        val_images=train_images[val_index],
+        val_labels=train_labels[val_index],
+        test_images=test_images,
+        test_labels=test_labels,
+        class_names=dataset_spec(dataset).class_names,
+    )

@@ -86,3 +86,9 @@ class InputError(MnistError):
     """One or more inputs to a command could not be used."""
 
     exit_code = INPUT
+
+
+class Interrupted(MnistError):
+    """The user pressed Ctrl-C (or the process got SIGTERM); state was saved first."""
+
+    exit_code = INTERRUPTED

@@ -44,6 +44,10 @@ def atomic_writer(path: Path, *, what: str | None = None) -> Iterator[BinaryIO]:
         raise io_error(exc, what) from None
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates 0600 files; give the final file the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

@@ -669,10 +669,10 @@ def test_cli_data_dir_that_cannot_be_created_is_a_local_io_error(tiny: Tiny, mir
 def test_terminal_progress_bars_render(tiny: Tiny) -> None:
     from rich.console import Console
 
-    from mnist_cli.cli.download import _Reporter
+    from mnist_cli.cli.download import DownloadReporter
 
     buffer = io.StringIO()
-    reporter = _Reporter(Console(file=buffer, force_terminal=True, width=100))
+    reporter = DownloadReporter(Console(file=buffer, force_terminal=True, width=100))
     assert not reporter.plain
     with reporter.live():
         reporter(dl.FileStarted(TRAIN_IMAGES, "http://m/", 2_000_000))

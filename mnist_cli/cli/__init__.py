@@ -40,6 +40,12 @@ def _root(
 
 # Each command registers itself on `app`; importing them is cheap (no TensorFlow).
 from mnist_cli.cli import download as _download  # noqa: E402,F401
+from mnist_cli.cli import train as _train  # noqa: E402,F401
+from mnist_cli.cli import evaluate as _evaluate  # noqa: E402,F401
+from mnist_cli.cli import predict as _predict  # noqa: E402,F401
+from mnist_cli.cli import show as _show  # noqa: E402,F401
+from mnist_cli.cli import runs as _runs  # noqa: E402,F401
+from mnist_cli.cli import export as _export  # noqa: E402,F401
 
 
 def main() -> None:

@@ -20,7 +20,19 @@ from mnist_cli import config, errors
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-Dataset = enum.Enum("Dataset", {name.replace("-", "_"): name for name in config.DATASETS}, type=str)
+
+
+def _choices(name: str, values: tuple[str, ...]) -> Any:
+    # Typer shows and validates Enum values, so each config choice list becomes one.
+    return enum.Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
+
+
+Dataset = _choices("Dataset", config.DATASETS)
+Model = _choices("Model", config.MODELS)
+Loss = _choices("Loss", config.LOSSES)
+Optimizer = _choices("Optimizer", config.OPTIMIZERS)
+Schedule = _choices("Schedule", config.SCHEDULES)
+Precision = _choices("Precision", config.PRECISIONS)
 
 DatasetOption = Annotated[
     Dataset, typer.Option("--dataset", "-d", help="Which data set.", envvar="MNIST_DATASET", show_envvar=False)

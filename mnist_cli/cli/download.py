@@ -41,7 +41,7 @@ _DEFAULT_DATASET = common.Dataset("mnist")
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Download again even if verified copies are present.")]
 
 
-class _Reporter:
+class DownloadReporter:
     """Turns library events into a Rich bar per file on a terminal, or plain lines elsewhere."""
 
     def __init__(self, console: Console) -> None:
@@ -51,7 +51,7 @@ class _Reporter:
         self.tasks: dict[str, TaskID] = {}
 
     @contextlib.contextmanager
-    def live(self) -> Iterator[_Reporter]:
+    def live(self) -> Iterator[DownloadReporter]:
         """Show the bars for the duration of the block."""
         if self.plain:
             yield self
@@ -133,7 +133,7 @@ def download(
     quiet: common.QuietOption = False,
 ) -> None:
     """Download a data set's four files, verify their digests, and skip files already verified."""
-    reporter = None if quiet else _Reporter(common.err)
+    reporter = None if quiet else DownloadReporter(common.err)
     with reporter.live() if reporter else contextlib.nullcontext():
         result = dl.download(dataset.value, data_dir, mirrors=mirror, force=force, on_event=reporter)
     if json_output:

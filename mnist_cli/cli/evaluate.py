@@ -1,0 +1,1 @@
+"""`mnist evaluate` (being written)."""

@@ -1,0 +1,1 @@
+"""`mnist export` (being written)."""

@@ -1,0 +1,200 @@
+"""`mnist train`: parse options into one TrainConfig, run the trainer, render its progress."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mnist_cli import config as cfg
+from mnist_cli.cli import app, common
+from mnist_cli.cli.download import DownloadReporter
+from mnist_cli.config import TrainConfig
+
+D = TrainConfig()  # every default comes from the config dataclass
+RUNS_ROOT_ENV = "MNIST_RUNS_DIR"
+
+
+class _TrainReporter:
+    """Live Rich bars per epoch on a terminal; the walk-through's plain log lines elsewhere."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.plain = common.plain_progress(console)
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.log_every = D.log_every
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[_TrainReporter]:
+        if self.plain:
+            yield self
+            return
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  acc {task.fields[accuracy]}  {task.fields[speed]} img/s"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        with self.progress:
+            yield self
+
+    def say(self, text: str) -> None:
+        (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
+
+    def __call__(self, event: Any) -> None:
+        from mnist_cli import trainer
+
+        if isinstance(event, trainer.TrainStarted):
+            self.log_every = event.config.log_every
+            what = f"resuming {escape(str(event.run_dir))} from {escape(event.resumed_from)}" if event.resumed_from else f"run {escape(str(event.run_dir))}"
+            self.say(
+                f"{what}: {event.config.model} on {event.config.dataset}, {event.train_count:,} train / "
+                f"{event.val_count:,} val / {event.test_count:,} test images, {event.steps_per_epoch:,} steps per epoch"
+            )
+        elif isinstance(event, trainer.StepsDone):
+            self._steps(event)
+        elif isinstance(event, trainer.EpochDone):
+            self._epoch(event)
+        elif isinstance(event, trainer.Testing):
+            source = f" with {escape(event.checkpoint)}" if event.checkpoint else ""
+            self.say(f"scoring the {event.count:,} test images{source}")
+
+    def _steps(self, event: Any) -> None:
+        fields = {
+            "epoch": f"{event.epoch}/{event.epochs}",
+            "loss": f"{event.loss:.4f}",
+            "accuracy": f"{event.accuracy:.2%}",
+            "speed": f"{event.samples_per_second:,.0f}",
+        }
+        if self.progress is not None:
+            if self.task is None:
+                self.task = self.progress.add_task("train", total=event.steps, completed=event.step, **fields)
+            else:
+                self.progress.update(self.task, total=event.steps, completed=event.step, **fields)
+        elif event.step % self.log_every == 0:
+            self.say(
+                f"epoch {event.epoch} step {event.step}/{event.steps} loss {event.loss:.4f} "
+                f"accuracy {event.accuracy:.4f} ({event.samples_per_second:,.0f} img/s)"
+            )
+
+    def _epoch(self, event: Any) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        val = (
+            f"  val loss {event.val_loss:.4f} acc {event.val_accuracy:.2%}" if event.val_accuracy is not None else ""
+        )
+        best = "  [green]best[/]" if event.best and not self.plain else ("  best" if event.best else "")
+        self.say(
+            f"epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} acc {event.train_accuracy:.2%}"
+            f"{val}  lr {event.learning_rate:.3g}  {event.samples_per_second:,.0f} img/s  {event.seconds:.1f} s{best}"
+        )
+
+
+def _summary(result: Any) -> Table:
+    table = Table(title=f"run {escape(result.run_dir)}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("epochs", str(result.epochs))
+    table.add_row("train", f"loss {result.train_loss:.4f}  accuracy {result.train_accuracy:.2%}")
+    if result.val_accuracy is not None:
+        table.add_row("validation", f"loss {result.val_loss:.4f}  accuracy {result.val_accuracy:.2%}")
+    if result.best_checkpoint:
+        table.add_row("best", f"epoch {result.best_epoch} ({result.best_val_accuracy:.2%} val)  {escape(result.best_checkpoint)}")
+    table.add_row("test", f"[bold]accuracy {result.test_accuracy:.2%}[/]  loss {result.test_loss:.4f}")
+    table.add_row("speed", f"{result.samples_per_second:,.0f} img/s, {result.seconds:.1f} s in all")
+    table.add_row("model", escape(result.model_file))
+    table.add_row("next", f"mnist evaluate {escape(result.run_dir)}   ·   tensorboard --logdir {escape(str(Path(result.run_dir).parent))}")
+    return table
+
+
+_GIVEN = ("dataset", "model", "hidden", "loss", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "val_split", "seed", "precision", "augment", "log_every", "checkpoint_every", "keep_checkpoints")
+
+
+@app.command()
+@common.handles_errors
+def train(
+    ctx: typer.Context,
+    dataset: common.DatasetOption = common.Dataset(D.dataset),
+    data_dir: common.DataDirOption = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1)] = D.epochs,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = D.lr,
+    batch_size: Annotated[int, typer.Option(help="Images per step.", min=1)] = D.batch_size,
+    model: Annotated[common.Model, typer.Option(help="Network: the walk-through's MLP or a small convnet.")] = common.Model(D.model),
+    hidden: Annotated[str, typer.Option(help="MLP hidden layer sizes, comma-separated.")] = cfg.format_hidden(D.hidden),
+    loss: Annotated[common.Loss, typer.Option(help="mse: the walk-through's squared error on logits; xent: cross-entropy.")] = common.Loss(D.loss),
+    optimizer: Annotated[common.Optimizer, typer.Option(help="Plain SGD, SGD with Nesterov momentum, Adam or AdamW.")] = common.Optimizer(D.optimizer),
+    schedule: Annotated[common.Schedule, typer.Option(help="Learning-rate schedule.")] = common.Schedule(D.schedule),
+    momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = D.momentum,
+    weight_decay: Annotated[float, typer.Option(help="Decoupled weight decay for --optimizer adamw.")] = D.weight_decay,
+    val_split: Annotated[float, typer.Option(help="Share of the training split held out for validation (0 for none).")] = D.val_split,
+    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling, validation split and augmentation.")] = D.seed,
+    precision: Annotated[common.Precision, typer.Option(help="Compute precision; mixed-bf16 is faster on CPUs with AVX512-BF16 or AMX, mixed-fp16 on GPUs.")] = common.Precision(D.precision),
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts, rotations and zooms (and flips for fashion-mnist).")] = D.augment,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")] = D.log_every,
+    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
+    keep_checkpoints: Annotated[int, typer.Option(help="How many recent checkpoints to keep.")] = D.keep_checkpoints,
+    run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory [default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=RUNS_ROOT_ENV, file_okay=False)] = Path("runs"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
+    json_output: common.JsonOption = False,
+    quiet: common.QuietOption = False,
+) -> None:
+    """Train a network on MNIST with a compiled GradientTape loop; defaults are the walk-through's recipe."""
+    values = {
+        "dataset": dataset.value,
+        "model": model.value,
+        "hidden": cfg.parse_hidden(hidden),
+        "loss": loss.value,
+        "optimizer": optimizer.value,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "schedule": schedule.value,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "val_split": val_split,
+        "seed": seed,
+        "precision": precision.value,
+        "augment": augment,
+        "log_every": log_every,
+        "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints,
+    }
+    config = TrainConfig(**values)
+    given = {name: values[name] for name in _GIVEN if _was_given(ctx, name)}
+
+    from mnist_cli import trainer  # imports TensorFlow
+    from mnist_cli.data import load_splits
+    from mnist_cli.download import ensure_dataset
+
+    run_path, config = trainer.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
+    reporter = None if quiet else _TrainReporter(common.err)
+    downloads = None if quiet else DownloadReporter(common.err)
+    with downloads.live() if downloads else contextlib.nullcontext():
+        directory = ensure_dataset(config.dataset, data_dir, on_event=downloads)
+    splits = load_splits(directory, dataset=config.dataset, val_split=config.val_split, seed=config.seed)
+    with reporter.live() if reporter else contextlib.nullcontext():
+        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter)
+    if json_output:
+        common.print_json(result.to_dict())
+    else:
+        common.out.print(_summary(result))
+
+
+def _was_given(ctx: typer.Context, name: str) -> bool:
+    # Typer bundles its own click; its ParameterSource enum is compared by name.
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

@@ -1,0 +1,87 @@
+"""The networks. Each takes uint8 images [N, 28, 28], scales them itself, and returns logits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnist_cli.config import TrainConfig
+from mnist_cli.data import NUM_CLASSES, ROWS, COLS
+from mnist_cli.tf_setup import import_tensorflow
+
+_POLICIES = {"float32": "float32", "mixed-bf16": "mixed_bfloat16", "mixed-fp16": "mixed_float16"}
+
+
+def build_model(config: TrainConfig) -> Any:
+    """Build the network named by `config.model`, returning logits in float32."""
+    import_tensorflow()
+    import keras
+
+    policy = keras.DTypePolicy(_POLICIES[config.precision])
+    layers = keras.layers
+    # Scaling lives in the model so that the data stays uint8 in memory and an
+    # exported model.keras takes raw pixels.
+    head = [keras.Input((ROWS, COLS), dtype="uint8", name="images"), layers.Rescaling(1 / 255, dtype=policy, name="scale")]
+    if config.model == "mlp":
+        body = [layers.Flatten(dtype=policy, name="flatten")]
+        body += [
+            layers.Dense(units, activation="relu", dtype=policy, name=f"dense_{index}")
+            for index, units in enumerate(config.hidden, start=1)
+        ]
+    else:
+        body = _convnet(layers, policy)
+    # The logits stay float32 even under mixed precision, so losses and softmax are stable.
+    tail = [layers.Dense(NUM_CLASSES, dtype="float32", name="logits")]
+    return keras.Sequential(head + body + tail, name=config.model)
+
+
+def _convnet(layers: Any, policy: Any) -> list[Any]:
+    # Two conv blocks and a small dense head: chosen by measurement on a 2-core CPU
+    # (see benchmarks/RESULTS.md) as the best accuracy per second of wall time.
+    return [
+        layers.Reshape((ROWS, COLS, 1), dtype=policy, name="channels"),
+        layers.Conv2D(32, 3, padding="same", activation="relu", dtype=policy, name="conv_1"),
+        layers.MaxPooling2D(dtype=policy, name="pool_1"),
+        layers.Conv2D(64, 3, padding="same", activation="relu", dtype=policy, name="conv_2"),
+        layers.MaxPooling2D(dtype=policy, name="pool_2"),
+        layers.Flatten(dtype=policy, name="flatten"),
+        layers.Dropout(0.25, dtype=policy, name="dropout_1"),
+        layers.Dense(128, activation="relu", dtype=policy, name="dense_1"),
+        layers.Dropout(0.25, dtype=policy, name="dropout_2"),
+    ]
+
+
+def build_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
+    """Build the optimizer with its learning-rate schedule, and for fp16 its loss scaling."""
+    import keras
+
+    total_steps = max(1, steps_per_epoch * config.epochs)
+    schedules = keras.optimizers.schedules
+    if config.schedule == "cosine":
+        lr: Any = schedules.CosineDecay(config.lr, decay_steps=total_steps)
+    elif config.schedule == "onecycle":
+        # Warm up over the first 30% of steps from lr/25 to lr, then anneal to ~0: the 1cycle policy.
+        warmup = max(1, int(0.3 * total_steps))
+        lr = schedules.CosineDecay(
+            config.lr / 25, decay_steps=max(1, total_steps - warmup), alpha=1e-3, warmup_target=config.lr, warmup_steps=warmup
+        )
+    else:
+        lr = config.lr
+    optimizers = keras.optimizers
+    if config.optimizer == "sgd":
+        optimizer = optimizers.SGD(learning_rate=lr)
+    elif config.optimizer == "momentum":
+        optimizer = optimizers.SGD(learning_rate=lr, momentum=config.momentum, nesterov=True)
+    elif config.optimizer == "adam":
+        optimizer = optimizers.Adam(learning_rate=lr)
+    else:
+        optimizer = optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
+    if config.precision == "mixed-fp16":
+        optimizer = optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def current_learning_rate(optimizer: Any) -> float:
+    """The learning rate the next step will use."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    rate = inner.learning_rate
+    return float(rate.numpy() if hasattr(rate, "numpy") else rate)

@@ -1,0 +1,112 @@
+"""TensorBoard summaries of a run: `tensorboard --logdir runs` shows every run.
+
+Layout follows Keras' TensorBoard callback: `<run>/train` and `<run>/validation`
+hold scalars with the same tags so the curves overlay; the run directory itself
+holds the HParams session, the config as text and the test figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_cli.config import TrainConfig, format_hidden
+from mnist_cli.reporting import digit_grid_array, misclassified
+from mnist_cli.tf_setup import import_tensorflow
+
+tf = import_tensorflow()
+
+_GRID_LIMIT = 40
+
+
+def _hparams(config: TrainConfig) -> dict[str, Any]:
+    values = config.to_dict()
+    values["hidden"] = format_hidden(config.hidden)
+    return values
+
+
+class RunSummaries:
+    """Writers for one run; every write happens in the Python loop, never in a compiled step."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, class_names: tuple[str, ...]) -> None:
+        self.config = config
+        self.class_names = class_names
+        self.root = tf.summary.create_file_writer(str(run_dir))
+        self.train = tf.summary.create_file_writer(str(Path(run_dir) / "train"))
+        self.validation = tf.summary.create_file_writer(str(Path(run_dir) / "validation"))
+
+    def start(self, *, sample_images: np.ndarray, sample_labels: np.ndarray, resumed: bool) -> None:
+        """Record the hyperparameters, the config and a grid of sample inputs."""
+        from tensorboard.plugins.hparams import api as hp
+
+        with self.root.as_default():
+            hp.hparams(_hparams(self.config), trial_id=None)
+            if not resumed:
+                text = "```json\n" + json.dumps(self.config.to_dict(), indent=2) + "\n```"
+                tf.summary.text("config", text, step=0)
+        if not resumed:
+            with self.train.as_default():
+                captions = [self.class_names[int(label)] for label in sample_labels]
+                grid = digit_grid_array(sample_images, captions=captions, columns=10, scale=2)
+                tf.summary.image("sample_inputs", grid[None], step=0)
+        self.flush()
+
+    def steps(self, *, step: int, loss: float, accuracy: float, learning_rate: float, samples_per_second: float) -> None:
+        """Scalars at a global step, between compiled calls."""
+        with self.train.as_default():
+            tf.summary.scalar("batch_loss", loss, step=step)
+            tf.summary.scalar("batch_accuracy", accuracy, step=step)
+            tf.summary.scalar("learning_rate", learning_rate, step=step)
+            tf.summary.scalar("samples_per_second", samples_per_second, step=step)
+
+    def epoch(
+        self,
+        *,
+        epoch: int,
+        train: dict[str, float],
+        val: dict[str, float] | None,
+        model: Any,
+        val_images: np.ndarray | None = None,
+        val_labels: np.ndarray | None = None,
+        val_predictions: np.ndarray | None = None,
+    ) -> None:
+        """Epoch scalars, weight histograms and misclassified validation digits; flushed."""
+        with self.train.as_default():
+            tf.summary.scalar("epoch_loss", train["loss"], step=epoch)
+            tf.summary.scalar("epoch_accuracy", train["accuracy"], step=epoch)
+            tf.summary.scalar("epoch_samples_per_second", train["samples_per_second"], step=epoch)
+            for variable in model.trainable_variables:
+                tf.summary.histogram(variable.path, variable.value, step=epoch)
+        if val is not None:
+            with self.validation.as_default():
+                tf.summary.scalar("epoch_loss", val["loss"], step=epoch)
+                tf.summary.scalar("epoch_accuracy", val["accuracy"], step=epoch)
+                if val_images is not None and val_labels is not None and val_predictions is not None:
+                    wrong = misclassified(val_labels, val_predictions, limit=_GRID_LIMIT)
+                    if len(wrong):
+                        captions = [
+                            f"{self.class_names[int(val_labels[i])]}→{self.class_names[int(val_predictions[i])]}" for i in wrong
+                        ]
+                        grid = digit_grid_array(val_images[wrong], captions=captions, columns=10, scale=2)
+                        tf.summary.image("misclassified", grid[None], step=epoch)
+        self.flush()
+
+    def test(self, *, epoch: int, accuracy: float, loss: float) -> None:
+        """The final test figures, which the HParams dashboard shows beside the hyperparameters."""
+        with self.root.as_default():
+            tf.summary.scalar("test/accuracy", accuracy, step=epoch)
+            tf.summary.scalar("test/loss", loss, step=epoch)
+        self.flush()
+
+    def flush(self) -> None:
+        """Make everything written so far visible to a running TensorBoard."""
+        for writer in (self.root, self.train, self.validation):
+            writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event files."""
+        for writer in (self.root, self.train, self.validation):
+            writer.close()
