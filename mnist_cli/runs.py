@@ -1,0 +1,282 @@
+"""Run directories: their file names, the most recent run, and a summary of each run under a root."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mnist_cli.config import CONFIG_FILE, TrainConfig
+from mnist_cli.errors import LocalIOError, MnistError, ModelError, UsageError
+
+HISTORY_FILE = "history.json"
+RESULT_FILE = "result.json"
+LOCK_FILE = ".lock"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"
+MODEL_FILE = "model.keras"
+DEFAULT_RUNS_ROOT = "runs"
+RUNS_DIR_ENV = "MNIST_RUNS_DIR"
+
+__all__ = [
+    "BEST_DIR",
+    "BROKEN",
+    "FINISHED",
+    "INTERRUPTED",
+    "RUNNING",
+    "CHECKPOINTS_DIR",
+    "CONFIG_FILE",
+    "DEFAULT_RUNS_ROOT",
+    "HISTORY_FILE",
+    "LOCK_FILE",
+    "MODEL_FILE",
+    "RESULT_FILE",
+    "RUNS_DIR_ENV",
+    "RunSummary",
+    "SORT_KEYS",
+    "latest_run",
+    "list_runs",
+    "runs_root",
+]
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # Naive stamps are taken as local time so they compare with mtimes.
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_started(run_dir: Path) -> datetime | None:
+    """When a run started: result.json's "started", else config.json's mtime; None without a config."""
+    run_dir = Path(run_dir)
+    try:
+        started = _parse_time(_read_json(run_dir / RESULT_FILE).get("started"))
+    except (OSError, ValueError, AttributeError):
+        started = None
+    if started is not None:
+        return started
+    try:
+        return datetime.fromtimestamp((run_dir / CONFIG_FILE).stat().st_mtime, tz=timezone.utc).astimezone()
+    except OSError:
+        return None
+
+
+def latest_run(root: Path) -> Path:
+    """The most recent run directory under `root` that has a config.json."""
+    root = Path(root)
+    dated: list[tuple[datetime, str, Path]] = []
+    try:
+        children = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        children = []
+    for child in children:
+        if child.is_dir() and not child.name.startswith(".") and (child / CONFIG_FILE).is_file():
+            started = run_started(child)
+            if started is not None:
+                dated.append((started, child.name, child))
+    if not dated:
+        raise ModelError(f"no runs in {root}", "train one with `mnist train`, or pass the run directory")
+    return max(dated, key=lambda item: (item[0], item[1]))[2]
+
+
+# --------------------------------------------------------------------------- listing
+
+SORT_KEYS = ("date", "test", "val", "name")
+FINISHED = "finished"
+INTERRUPTED = "interrupted"
+RUNNING = "running"
+BROKEN = "broken"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run directory as `mnist runs` lists it; fields a broken run lacks are None."""
+
+    name: str
+    path: Path
+    status: str
+    reason: str | None = None
+    started: datetime | None = None
+    config: TrainConfig | None = None
+    epochs_done: int | None = None
+    best_val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    seconds: float | None = None
+
+    @property
+    def epochs_planned(self) -> int | None:
+        """The epochs the run was asked for."""
+        return self.config.epochs if self.config else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON types."""
+        config = self.config
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "status": self.status,
+            "reason": self.reason,
+            "started": self.started.isoformat(timespec="seconds") if self.started else None,
+            "dataset": config.dataset if config else None,
+            "model": config.model if config else None,
+            "optimizer": config.optimizer if config else None,
+            "lr": config.lr if config else None,
+            "batch_size": config.batch_size if config else None,
+            "loss": config.loss if config else None,
+            "schedule": config.schedule if config else None,
+            "epochs_done": self.epochs_done,
+            "epochs_planned": self.epochs_planned,
+            "best_val_accuracy": self.best_val_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "seconds": self.seconds,
+            "config": config.to_dict() if config else None,
+        }
+
+
+def runs_root(root: Path | None = None) -> Path:
+    """The folder holding run directories: `root`, else $MNIST_RUNS_DIR, else ./runs."""
+    return Path(root or os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_ROOT)
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether another process holds the run's lock file (a training writing it)."""
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(run_dir) / LOCK_FILE
+    # The trainer creates the lock file; without one nothing holds it, and probing would create it.
+    if not lock_path.is_file():
+        return False
+    lock = FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        # A lock we may not open (another user's run) says nothing either way.
+        return False
+    lock.release()
+    return False
+
+
+class _Broken(Exception):
+    """A run-dir file that cannot be read; the message says which and why."""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _load_object_file(path: Path, what: type) -> Any:
+    try:
+        value = _read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _Broken(f"{path.name} is not valid JSON: {exc}") from None
+    if not isinstance(value, what):
+        raise _Broken(f"{path.name} is not a JSON {'object' if what is dict else 'list'}")
+    return value
+
+
+def _load_history(run_dir: Path) -> list[dict[str, Any]] | None:
+    history = _load_object_file(run_dir / HISTORY_FILE, list)
+    if history is not None and not all(isinstance(epoch, dict) for epoch in history):
+        raise _Broken(f"{HISTORY_FILE} holds something other than per-epoch objects")
+    return history
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    """Read one run directory; never raises for bad contents, which give status "broken" and a reason."""
+    run_dir = Path(run_dir)
+    running = is_running(run_dir)
+    status = RUNNING if running else INTERRUPTED
+    started = run_started(run_dir)
+    try:
+        config = TrainConfig.load(run_dir)
+    except MnistError as exc:
+        if running:  # a training that has not written its config yet
+            return RunSummary(run_dir.name, run_dir, RUNNING, started=started)
+        reason = exc.message.replace(str(run_dir) + os.sep, "")  # "config.json is missing", not the whole path
+        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started)
+    try:
+        history = _load_history(run_dir)
+        result = None if running else _load_object_file(run_dir / RESULT_FILE, dict)
+    except _Broken as exc:
+        return RunSummary(run_dir.name, run_dir, BROKEN, reason=str(exc), started=started, config=config)
+    history = history or []
+    val_accuracies = [v for v in (_number(epoch.get("val_accuracy")) for epoch in history) if v is not None]
+    seconds = [v for v in (_number(epoch.get("seconds")) for epoch in history) if v is not None]
+    summary = RunSummary(
+        run_dir.name,
+        run_dir,
+        status,
+        started=started,
+        config=config,
+        epochs_done=len(history),
+        best_val_accuracy=max(val_accuracies) if val_accuracies else None,
+        seconds=sum(seconds) if seconds else None,
+    )
+    if result is None:
+        return summary
+    epochs = result.get("epochs")
+    if not history and isinstance(epochs, int) and not isinstance(epochs, bool):
+        epochs_done: int | None = epochs
+    else:
+        epochs_done = summary.epochs_done
+    best_val = _number(result.get("best_val_accuracy"))
+    seconds_total = _number(result.get("seconds"))
+    return RunSummary(
+        run_dir.name,
+        run_dir,
+        FINISHED,
+        started=started,
+        config=config,
+        epochs_done=epochs_done,
+        best_val_accuracy=best_val if best_val is not None else summary.best_val_accuracy,
+        test_accuracy=_number(result.get("test_accuracy")),
+        seconds=seconds_total if seconds_total is not None else summary.seconds,
+    )
+
+
+def _sort_key(key: str) -> Any:
+    def missing_last(value: float | None) -> tuple[bool, float]:
+        return (value is None, -(value or 0.0))
+
+    if key == "name":
+        return lambda run: run.name
+    if key == "test":
+        return lambda run: (missing_last(run.test_accuracy), run.name)
+    if key == "val":
+        return lambda run: (missing_last(run.best_val_accuracy), run.name)
+    return lambda run: (run.started is None, -(run.started.timestamp() if run.started else 0.0), run.name)
+
+
+def list_runs(root: Path, *, sort: str = "date") -> list[RunSummary]:
+    """Every run directory under `root`, newest first by default ("test"/"val": best first, "name": A to Z)."""
+    if sort not in SORT_KEYS:
+        raise UsageError(f"--sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise LocalIOError(f"{root} is not a directory", "pass --root with the folder that holds your runs")
+    try:
+        children = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError as exc:
+        raise LocalIOError(f"cannot list {root}: {exc.strerror or exc}", "check the path and its permissions") from None
+    # Hidden folders are not runs (editor and tool state, for example).
+    runs = [summarize_run(child) for child in children if child.is_dir() and not child.name.startswith(".")]
+    return sorted(runs, key=_sort_key(sort))
