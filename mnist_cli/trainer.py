@@ -164,7 +164,7 @@ def resolve_run(
 def _run_lock(run_dir: Path) -> Iterator[None]:
     lock = filelock.FileLock(str(Path(run_dir) / runs.LOCK_FILE))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=1)  # `mnist runs` may hold it for an instant to see whether a run is live
     except filelock.Timeout:
         raise BusyError(f"another `mnist train` is writing to {run_dir}", "wait for it to finish, or choose another --run-dir") from None
     try:
@@ -288,11 +288,14 @@ def _fit_locked(config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEve
                 parts=_Parts(model, optimizer, state, saver, train_chunk, eval_step, writer, images, labels),
                 history=history,
             )
+        # Restoring best/ rewinds the loop state too, so read the final figures first.
+        completed = int(state.epoch.numpy())
+        best_epoch = int(state.best_epoch.numpy()) or None
+        best_val_accuracy = float(state.best_val_accuracy.numpy())
         best_checkpoint = saver.restore_best()
         checkpoint_used = best_checkpoint or saver.latest.latest_checkpoint
         emit(Testing(count=len(data.test_labels), checkpoint=checkpoint_used))
         test = inference.score(eval_step, data.test_images, data.test_labels, batch_size=EVAL_BATCH)
-        completed = int(state.epoch.numpy())
         writer.test(epoch=completed, accuracy=test.accuracy, loss=test.loss)
     finally:
         writer.close()
@@ -300,7 +303,6 @@ def _fit_locked(config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEve
     _export_keras(model, model_path)
     last = history[-1] if history else {}
     train_seconds = sum(entry["seconds"] for entry in history) or 1e-9
-    best_epoch = int(state.best_epoch.numpy()) or None
     result = TrainResult(
         run_dir=str(run_dir),
         dataset=config.dataset,
@@ -314,7 +316,7 @@ def _fit_locked(config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEve
         test_accuracy=test.accuracy,
         best_checkpoint=best_checkpoint,
         best_epoch=best_epoch if best_checkpoint else None,
-        best_val_accuracy=float(state.best_val_accuracy.numpy()) if best_checkpoint else None,
+        best_val_accuracy=best_val_accuracy if best_checkpoint else None,
         model_file=str(model_path),
         seconds=time.perf_counter() - started,
         samples_per_second=sum(entry["samples"] for entry in history) / train_seconds,
