@@ -23,6 +23,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed-bf16", "mixed-fp16")
 
 CONFIG_FILE = "config.json"
+DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adam": 0.001, "adamw": 0.001}
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class TrainConfig:
     hidden: tuple[int, ...] = (256, 256, 256)
     loss: str = "mse"
     optimizer: str = "sgd"
-    lr: float = 0.01
+    # None means the optimizer's usual rate: the walk-through's 0.01 for SGD, Keras' 0.001 for Adam.
+    lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: str = "constant"
@@ -49,6 +51,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
 
     def __post_init__(self) -> None:
+        if self.lr is None and self.optimizer in DEFAULT_LR:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
         _check_choice("loss", self.loss, LOSSES)
@@ -171,6 +175,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
             raise UsageError(f"config field 'hidden' must be a list of integers, got {value!r}")
         return tuple(value)
+    if name == "lr":
+        default = 0.0
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise UsageError(f"config field {name!r} must be true or false, got {value!r}")

@@ -16,6 +16,7 @@ def test_defaults_are_the_walkthrough_recipe() -> None:
     assert (config.model, config.hidden, config.loss) == ("mlp", (256, 256, 256), "mse")
     assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("sgd", 0.01, 32, 10)
     assert config.log_every == 200
+    assert TrainConfig(optimizer="adam").lr == 0.001 and TrainConfig(optimizer="adam", lr=0.01).lr == 0.01
 
 
 def test_config_is_frozen() -> None:

@@ -130,7 +130,10 @@ def train(
     dataset: common.DatasetOption = common.Dataset(D.dataset),
     data_dir: common.DataDirOption = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1)] = D.epochs,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = D.lr,
+    lr: Annotated[
+        Optional[float],
+        typer.Option("--lr", help="Peak learning rate \\[default: 0.01 for sgd and momentum, as the walk-through; 0.001 for adam and adamw].", show_default=False),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step.", min=1)] = D.batch_size,
     model: Annotated[common.Model, typer.Option(help="Network: the walk-through's MLP or a small convnet.")] = common.Model(D.model),
     hidden: Annotated[str, typer.Option(help="MLP hidden layer sizes, comma-separated.")] = cfg.format_hidden(D.hidden),
