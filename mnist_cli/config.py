@@ -129,6 +129,52 @@ class TrainConfig:
             raise ModelError(f"{path}: {exc.message}", "restore it or train the run again") from None
 
 
+# Named starting points for `mnist train --recipe`; measured in benchmarks/RESULTS.md.
+RECIPES: dict[str, dict[str, Any]] = {
+    "walkthrough": {},
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """The hyperparameters a named recipe sets."""
+    try:
+        return dict(RECIPES[name])
+    except KeyError:
+        raise UsageError(f"unknown recipe {name!r}", f"choose one of {', '.join(RECIPES)}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read hyperparameters from a TOML file or a run's config.json; only known fields, checked."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}", "check the path given to --config") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text", "pass a TOML file or a run's config.json") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text)
+    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise UsageError(f"config file {path} cannot be parsed: {exc}", "fix its syntax") from None
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = data["train"]  # a [train] table is accepted too
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a table of hyperparameters")
+    data = {str(key).replace("-", "_"): value for key, value in data.items()}
+    try:
+        checked = TrainConfig.from_dict(data)  # validates each given field; the others keep defaults
+    except UsageError as exc:
+        raise UsageError(f"config file {path}: {exc.message}", exc.hint) from None
+    return {name: getattr(checked, name) for name in data}
+
+
 def parse_hidden(text: str) -> tuple[int, ...]:
     """Parse `--hidden 256,256,256` into layer sizes."""
     try:

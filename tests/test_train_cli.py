@@ -140,3 +140,37 @@ def test_convnet_with_adam_reaches_97_5_percent_on_real_mnist(tmp_path: Path, re
     result = _train(tmp_path, real_data_dir, "--model", "cnn", "--loss", "xent", "--optimizer", "adam", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["test_accuracy"] >= 0.975
+
+
+def test_config_file_then_options_override_it(tmp_path: Path, tiny_data_dir: Path) -> None:
+    toml = tmp_path / "small.toml"
+    toml.write_text('epochs = 1\nbatch-size = 64\nhidden = [32, 16]\noptimizer = "adam"\n')
+    result = _train(tmp_path, tiny_data_dir, "--config", str(toml), "--batch-size", "16", "--json")
+    assert result.exit_code == 0, result.output
+    run = Path(json.loads(result.stdout)["run_dir"])
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["hidden"], saved["optimizer"], saved["lr"]) == (1, 16, [32, 16], "adam", 0.001)
+    # A run's config.json repeats the run exactly.
+    again = _train(tmp_path, tiny_data_dir, "--config", str(run / "config.json"), "--json")
+    assert again.exit_code == 0
+    assert json.loads((Path(json.loads(again.stdout)["run_dir"]) / "config.json").read_text()) == saved
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("epochs = 0\n", "--epochs must be >= 1"), ("colour = 'red'\n", "unknown config field"), ("epochs = [\n", "cannot be parsed")],
+)
+def test_bad_config_file_is_a_usage_error(tmp_path: Path, tiny_data_dir: Path, text: str, message: str) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text(text)
+    result = _train(tmp_path, tiny_data_dir, "--config", str(toml))
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_environment_variables_set_common_options(tmp_path: Path, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_EPOCHS", "1")
+    monkeypatch.setenv("MNIST_BATCH_SIZE", "64")
+    result = _train(tmp_path, tiny_data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((Path(json.loads(result.stdout)["run_dir"]) / "config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"]) == (1, 64)

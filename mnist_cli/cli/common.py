@@ -33,6 +33,7 @@ Loss = _choices("Loss", config.LOSSES)
 Optimizer = _choices("Optimizer", config.OPTIMIZERS)
 Schedule = _choices("Schedule", config.SCHEDULES)
 Precision = _choices("Precision", config.PRECISIONS)
+Recipe = _choices("Recipe", tuple(config.RECIPES))
 
 DatasetOption = Annotated[
     Dataset, typer.Option("--dataset", "-d", help="Which data set.", envvar="MNIST_DATASET", show_envvar=False)

@@ -129,13 +129,13 @@ def train(
     ctx: typer.Context,
     dataset: common.DatasetOption = common.Dataset(D.dataset),
     data_dir: common.DataDirOption = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1)] = D.epochs,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1, envvar="MNIST_EPOCHS")] = D.epochs,
     lr: Annotated[
         Optional[float],
-        typer.Option("--lr", help="Peak learning rate \\[default: 0.01 for sgd and momentum, as the walk-through; 0.001 for adam and adamw].", show_default=False),
+        typer.Option("--lr", envvar="MNIST_LR", help="Peak learning rate \\[default: 0.01 for sgd and momentum, as the walk-through; 0.001 for adam and adamw].", show_default=False),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per step.", min=1)] = D.batch_size,
-    model: Annotated[common.Model, typer.Option(help="Network: the walk-through's MLP or a small convnet.")] = common.Model(D.model),
+    batch_size: Annotated[int, typer.Option(help="Images per step.", min=1, envvar="MNIST_BATCH_SIZE")] = D.batch_size,
+    model: Annotated[common.Model, typer.Option(envvar="MNIST_MODEL", help="Network: the walk-through's MLP or a small convnet.")] = common.Model(D.model),
     hidden: Annotated[str, typer.Option(help="MLP hidden layer sizes, comma-separated.")] = cfg.format_hidden(D.hidden),
     loss: Annotated[common.Loss, typer.Option(help="mse: the walk-through's squared error on logits; xent: cross-entropy.")] = common.Loss(D.loss),
     optimizer: Annotated[common.Optimizer, typer.Option(help="Plain SGD, SGD with Nesterov momentum, Adam or AdamW.")] = common.Optimizer(D.optimizer),
@@ -143,8 +143,8 @@ def train(
     momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = D.momentum,
     weight_decay: Annotated[float, typer.Option(help="Decoupled weight decay for --optimizer adamw.")] = D.weight_decay,
     val_split: Annotated[float, typer.Option(help="Share of the training split held out for validation (0 for none).")] = D.val_split,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling, validation split and augmentation.")] = D.seed,
-    precision: Annotated[common.Precision, typer.Option(help="Compute precision; mixed-bf16 is faster on CPUs with AVX512-BF16 or AMX, mixed-fp16 on GPUs.")] = common.Precision(D.precision),
+    seed: Annotated[int, typer.Option(envvar="MNIST_SEED", help="Seed for weights, shuffling, validation split and augmentation.")] = D.seed,
+    precision: Annotated[common.Precision, typer.Option(envvar="MNIST_PRECISION", help="Compute precision; mixed-bf16 is faster on CPUs with AVX512-BF16 or AMX, mixed-fp16 on GPUs.")] = common.Precision(D.precision),
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts, rotations and zooms (and flips for fashion-mnist).")] = D.augment,
     log_every: Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")] = D.log_every,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
@@ -152,6 +152,20 @@ def train(
     run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory [default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
     runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=RUNS_ROOT_ENV, file_okay=False)] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
+    recipe: Annotated[
+        Optional[common.Recipe],
+        typer.Option(help="Start from a named recipe (see the README); options given here override it.", show_default=False),
+    ] = None,
+    config_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="Hyperparameters from a TOML file (or a run's config.json, to repeat it); options given here override it.",
+            exists=False,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     json_output: common.JsonOption = False,
     quiet: common.QuietOption = False,
 ) -> None:
@@ -176,8 +190,13 @@ def train(
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
     }
-    config = TrainConfig(**values)
-    given = {name: values[name] for name in _GIVEN if _was_given(ctx, name)}
+    # Precedence: defaults < --recipe < --config file < options given (or set in the environment).
+    given = {
+        **(cfg.recipe(recipe.value) if recipe else {}),
+        **(cfg.read_config_file(config_file) if config_file else {}),
+        **{name: values[name] for name in _GIVEN if _was_given(ctx, name)},
+    }
+    config = TrainConfig(**given)
 
     from mnist_cli import trainer  # imports TensorFlow
     from mnist_cli.data import load_splits
