@@ -49,8 +49,12 @@ def _checkpoint(model: Any, optimizer: Any | None = None, state: LoopState | Non
 class RunCheckpoints:
     """The `checkpoints/` (latest few) and `best/` (best validation accuracy) of one run."""
 
-    def __init__(self, run_dir: Path, *, model: Any, optimizer: Any, state: LoopState, keep: int) -> None:
+    def __init__(
+        self, run_dir: Path, *, model: Any, optimizer: Any, state: LoopState, keep: int, restore_dir: Path | None = None
+    ) -> None:
         self.checkpoint = _checkpoint(model, optimizer, state)
+        # A multi-worker run's other workers write a scratch copy but resume from the chief's run.
+        self.restore_dir = Path(restore_dir or run_dir)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / CHECKPOINTS_DIR), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / BEST_DIR), max_to_keep=1)
 
@@ -68,7 +72,7 @@ class RunCheckpoints:
 
     def restore_latest(self) -> str | None:
         """Restore the newest complete checkpoint; None when there is none."""
-        path = self.latest.latest_checkpoint
+        path = latest_in(self.restore_dir / CHECKPOINTS_DIR)
         if path:
             _read(self.checkpoint, path).assert_existing_objects_matched()
         return path

@@ -27,10 +27,29 @@ def import_tensorflow() -> ModuleType:
         os.dup2(devnull, 2)
         import tensorflow
 
-        tensorflow.config.list_physical_devices()
-        tensorflow.constant(0) + 0  # the first op loads the remaining kernels (and their log lines)
+        _split_cpu(tensorflow)
+        if "TF_CONFIG" not in os.environ:
+            # The first op loads the remaining kernels (and their log lines); a multi-worker
+            # run must not run one before its strategy configures the collective ops.
+            tensorflow.constant(0) + 0
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
     return tensorflow
+
+
+CPU_DEVICES_ENV = "MNIST_CPU_DEVICES"
+
+
+def _split_cpu(tensorflow: ModuleType) -> None:
+    # `MNIST_CPU_DEVICES=2` splits the CPU into logical devices so that `--strategy
+    # mirrored` can be tried (and tested) on a machine without GPUs. It must happen
+    # before TensorFlow initialises its devices.
+    count = os.environ.get(CPU_DEVICES_ENV, "")
+    if not count.isdigit() or int(count) < 2:
+        return
+    cpu = tensorflow.config.list_physical_devices("CPU")[0]
+    tensorflow.config.set_logical_device_configuration(
+        cpu, [tensorflow.config.LogicalDeviceConfiguration() for _ in range(int(count))]
+    )

@@ -7,8 +7,10 @@ NaN handling; `steps.py` owns the math. Data stays uint8 in memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,12 +26,12 @@ from mnist_cli import runs
 from mnist_cli.config import CONFIG_FILE, TrainConfig
 from mnist_cli.data import Splits
 from mnist_cli.errors import BusyError, DivergedError, Interrupted, ModelError, UsageError
-from mnist_cli.fileio import atomic_write_text
+from mnist_cli.fileio import atomic_write_text, io_error
 from mnist_cli.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 
-from mnist_cli import checkpoints, inference, model as models, steps, summaries  # noqa: E402
+from mnist_cli import checkpoints, distribute, inference, model as models, steps, summaries  # noqa: E402
 
 EVAL_BATCH = 1000
 
@@ -46,6 +48,8 @@ class TrainStarted:
     train_count: int
     val_count: int
     test_count: int
+    strategy: str = "one"
+    replicas: int = 1
 
 
 @dataclass(frozen=True)
@@ -219,21 +223,38 @@ def fit(
     run_dir: Path,
     on_event: OnEvent | None = None,
     deterministic: bool = True,
+    placement: distribute.Placement | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in `run_dir` and score it on the full test split."""
     emit = on_event or (lambda event: None)
     run_dir = Path(run_dir)
+    placement = placement or distribute.make_placement("one")
+    if not placement.is_chief:
+        # Every worker must take part in each checkpoint save, but only the chief
+        # writes the run: the others save into a scratch directory, removed at the end.
+        with tempfile.TemporaryDirectory(prefix="mnist-worker-") as scratch:
+            result = _fit_locked(
+                config, data, run_dir=Path(scratch), restore_dir=run_dir, emit=emit, deterministic=deterministic, placement=placement
+            )
+        return dataclasses.replace(result, run_dir=str(run_dir), best_checkpoint=None, model_file=str(run_dir / runs.MODEL_FILE))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        from mnist_cli.fileio import io_error
-
         raise io_error(exc, f"creating {run_dir}") from None
     with _run_lock(run_dir):
-        return _fit_locked(config, data, run_dir=run_dir, emit=emit, deterministic=deterministic)
+        return _fit_locked(config, data, run_dir=run_dir, restore_dir=run_dir, emit=emit, deterministic=deterministic, placement=placement)
 
 
-def _fit_locked(config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEvent, deterministic: bool) -> TrainResult:
+def _fit_locked(
+    config: TrainConfig,
+    data: Splits,
+    *,
+    run_dir: Path,
+    restore_dir: Path,
+    emit: OnEvent,
+    deterministic: bool,
+    placement: distribute.Placement,
+) -> TrainResult:
     import keras
 
     started = time.perf_counter()
@@ -247,15 +268,18 @@ def _fit_locked(config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEve
     steps_per_epoch = train_count // config.batch_size
     remainder = train_count % config.batch_size
 
-    model = models.build_model(config)
-    optimizer = models.build_optimizer(config, steps_per_epoch=steps_per_epoch + (1 if remainder else 0))
-    optimizer.build(model.trainable_variables)  # before the first step, so no variable is created in a trace
+    with placement.strategy.scope():
+        model = models.build_model(config)
+        optimizer = models.build_optimizer(config, steps_per_epoch=steps_per_epoch + (1 if remainder else 0))
+        optimizer.build(model.trainable_variables)  # before the first step, so no variable is created in a trace
     state = checkpoints.LoopState()
-    saver = checkpoints.RunCheckpoints(run_dir, model=model, optimizer=optimizer, state=state, keep=config.keep_checkpoints)
+    saver = checkpoints.RunCheckpoints(
+        run_dir, model=model, optimizer=optimizer, state=state, keep=config.keep_checkpoints, restore_dir=restore_dir
+    )
     resumed_from = saver.restore_latest()
     if resumed_from is None:
         config.save(run_dir)
-    train_chunk = steps.make_train_chunk(model, optimizer, config)
+    train_chunk = steps.make_train_chunk(model, optimizer, config, placement.strategy)
     eval_step = steps.make_eval_step(model, config)
 
     images = tf.constant(data.train_images)
@@ -272,6 +296,8 @@ def _fit_locked(config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEve
             steps_per_epoch=steps_per_epoch + (1 if remainder else 0),
             train_count=train_count,
             val_count=val_count,
+            strategy=placement.name,
+            replicas=placement.replicas,
             test_count=len(data.test_labels),
         )
     )
@@ -505,7 +531,7 @@ def _finish_epoch(
 
 def _export_keras(model: Any, path: Path) -> None:
     # Keras insists on the .keras suffix, so the temporary file keeps it.
-    from mnist_cli.fileio import fsync_dir, io_error
+    from mnist_cli.fileio import fsync_dir
 
     temporary = path.with_name(f".{path.stem}.tmp.keras")
     try:

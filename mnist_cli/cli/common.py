@@ -34,6 +34,7 @@ Optimizer = _choices("Optimizer", config.OPTIMIZERS)
 Schedule = _choices("Schedule", config.SCHEDULES)
 Precision = _choices("Precision", config.PRECISIONS)
 Recipe = _choices("Recipe", tuple(config.RECIPES))
+Strategy = _choices("Strategy", ("auto", "one", "mirrored", "multi-worker"))
 
 DatasetOption = Annotated[
     Dataset, typer.Option("--dataset", "-d", help="Which data set.", envvar="MNIST_DATASET", show_envvar=False)

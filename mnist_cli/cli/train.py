@@ -59,6 +59,8 @@ class _TrainReporter:
         if isinstance(event, trainer.TrainStarted):
             self.log_every = event.config.log_every
             what = f"resuming {escape(str(event.run_dir))} from {escape(event.resumed_from)}" if event.resumed_from else f"run {escape(str(event.run_dir))}"
+            if event.replicas > 1:
+                what += f" ({event.strategy}, {event.replicas} replicas)"
             self.say(
                 f"{what}: {event.config.model} on {event.config.dataset}, {event.train_count:,} train / "
                 f"{event.val_count:,} val / {event.test_count:,} test images, {event.steps_per_epoch:,} steps per epoch"
@@ -166,6 +168,14 @@ def train(
             show_default=False,
         ),
     ] = None,
+    strategy: Annotated[
+        common.Strategy,
+        typer.Option(help="tf.distribute strategy: auto, one device, mirrored over local devices, or multi-worker from TF_CONFIG."),
+    ] = common.Strategy("auto"),
+    devices: Annotated[
+        Optional[str],
+        typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) [default: all local GPUs].", show_default=False),
+    ] = None,
     json_output: common.JsonOption = False,
     quiet: common.QuietOption = False,
 ) -> None:
@@ -198,7 +208,7 @@ def train(
     }
     config = TrainConfig(**given)
 
-    from mnist_cli import trainer  # imports TensorFlow
+    from mnist_cli import distribute, trainer  # imports TensorFlow
     from mnist_cli.data import load_splits
     from mnist_cli.download import ensure_dataset
 
@@ -208,8 +218,9 @@ def train(
     with downloads.live() if downloads else contextlib.nullcontext():
         directory = ensure_dataset(config.dataset, data_dir, on_event=downloads)
     splits = load_splits(directory, dataset=config.dataset, val_split=config.val_split, seed=config.seed)
+    placement = distribute.make_placement(strategy.value, devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None)
     with reporter.live() if reporter else contextlib.nullcontext():
-        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter)
+        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement)
     if json_output:
         common.print_json(result.to_dict())
     else:
