@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from types import ModuleType
+
+CPU_DEVICES_ENV = "MNIST_CPU_DEVICES"
 
 
 def import_tensorflow() -> ModuleType:
@@ -15,16 +19,7 @@ def import_tensorflow() -> ModuleType:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     # Some lines (oneDNN, CUDA probing) are written before TF reads its log level,
     # straight to file descriptor 2, so only silencing the descriptor hides them.
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all (a detached daemon)
-        import tensorflow
-
-        return tensorflow
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
+    with native_stderr_silenced():
         import tensorflow
 
         _split_cpu(tensorflow)
@@ -32,14 +27,26 @@ def import_tensorflow() -> ModuleType:
             # The first op loads the remaining kernels (and their log lines); a multi-worker
             # run must not run one before its strategy configures the collective ops.
             tensorflow.constant(0) + 0
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     return tensorflow
 
 
-CPU_DEVICES_ENV = "MNIST_CPU_DEVICES"
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to /dev/null for the block."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all (a detached daemon)
+        yield
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _split_cpu(tensorflow: ModuleType) -> None:
