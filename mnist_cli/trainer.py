@@ -53,6 +53,16 @@ class TrainStarted:
 
 
 @dataclass(frozen=True)
+class EpochStarted:
+    """An epoch begins (or continues, on resume, at `step`)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+
+
+@dataclass(frozen=True)
 class StepsDone:
     """A compiled chunk of steps finished; figures are over that chunk."""
 
@@ -398,6 +408,7 @@ def _train_epochs(
             tail = order[full_steps * config.batch_size :][None, :]
         epoch_seconds = 0.0
         position = int(state.step_in_epoch.numpy())
+        emit(EpochStarted(epoch=epoch + 1, epochs=config.epochs, step=position, steps=total_steps))
         while position < total_steps:
             if position < full_steps:
                 end = _chunk_ends(position, full_steps, global_step=global_step(), config=config)

@@ -169,3 +169,14 @@ def test_run_opens_in_tensorboard_with_every_summary(splits, tmp_path: Path) -> 
     assert "hparams" in multiplexer.PluginAssets("hparams") or multiplexer.SummaryMetadata("r1", "_hparams_/session_start_info")
     history = [event.step for event in multiplexer.Tensors("r1/validation", "epoch_accuracy")]
     assert history == [1, 2]
+
+
+@pytest.mark.parametrize("precision", ["mixed-bf16", "mixed-fp16"])
+def test_mixed_precision_trains_with_float32_logits_and_weights(splits, tmp_path: Path, precision: str) -> None:
+    from mnist_cli import loading
+
+    result = trainer.fit(FAST.replace(precision=precision, epochs=2), splits, run_dir=tmp_path / "run")
+    assert result.test_accuracy > 0.3
+    model = loading.load(tmp_path / "run").model
+    assert all(variable.dtype == "float32" for variable in model.trainable_variables)
+    assert model(splits.test_images[:4]).dtype == "float32"

@@ -65,6 +65,9 @@ class _TrainReporter:
                 f"{what}: {event.config.model} on {event.config.dataset}, {event.train_count:,} train / "
                 f"{event.val_count:,} val / {event.test_count:,} test images, {event.steps_per_epoch:,} steps per epoch"
             )
+        elif isinstance(event, trainer.EpochStarted) and self.progress is not None:
+            fields = {"epoch": f"{event.epoch}/{event.epochs}", "loss": "-", "accuracy": "-", "speed": "-"}
+            self.task = self.progress.add_task("train", total=event.steps, completed=event.step, **fields)
         elif isinstance(event, trainer.StepsDone):
             self._steps(event)
         elif isinstance(event, trainer.EpochDone):
