@@ -6,7 +6,6 @@ and the loop's own position, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +107,6 @@ def restore_weights(model: Any, path: str) -> None:
                 "the checkpoint and config.json come from different runs",
             )
     _read(_checkpoint(model), path).expect_partial()
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """Where a checkpoint lies and how far its run had got."""
-
-    path: str
-    step: int
 
 
 def latest_in(directory: Path) -> str | None:
