@@ -1,1 +1,185 @@
-"""`mnist evaluate` (being written)."""
+"""`mnist evaluate`: score a trained model on every example of a split, and show where it goes wrong."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.color import Color
+from rich.console import Console
+from rich.markup import escape
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from mnist_cli import runs
+from mnist_cli.cli import app, common
+from mnist_cli.cli.download import DownloadReporter
+
+Split = enum.Enum("Split", {name: name for name in ("test", "train", "val")}, type=str)
+TOP_CONFUSIONS = 5
+
+TargetArgument = Annotated[
+    Optional[Path],
+    typer.Argument(
+        help="A run directory, checkpoint directory, checkpoint prefix (runs/x/checkpoints/ckpt-7) or model.keras "
+        "\\[default: the most recent run].",
+        show_default=False,
+        metavar="TARGET",
+    ),
+]
+RunsRootOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--runs-root", help="Where to look for the most recent run \\[default: ./runs].", envvar=runs.RUNS_DIR_ENV, file_okay=False
+    ),
+]
+
+
+@app.command()
+@common.handles_errors
+def evaluate(
+    target: TargetArgument = None,
+    dataset: Annotated[
+        Optional[common.Dataset],
+        typer.Option("--dataset", "-d", help="Which data set \\[default: the one the model was trained on].", show_default=False),
+    ] = None,
+    data_dir: common.DataDirOption = None,
+    split: Annotated[Split, typer.Option(help="Which split; train and val are the run's own, as held out in training.")] = Split("test"),
+    batch_size: Annotated[int, typer.Option(help="Images per compiled call.", min=1)] = 1000,
+    report: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write confusion_matrix.png, misclassified.png and metrics.json into this folder.", file_okay=False),
+    ] = None,
+    runs_root: RunsRootOption = None,
+    json_output: common.JsonOption = False,
+    quiet: common.QuietOption = False,
+) -> None:
+    """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
+    from mnist_cli import evaluation, loading  # imports TensorFlow
+    from mnist_cli.download import ensure_dataset
+
+    loaded = loading.load(target, runs_root=runs_root)
+    name = dataset.value if dataset is not None else loaded.config.dataset
+    if not quiet:
+        if json_output:  # the plain summary names the model itself
+            _say(f"model {loaded.source.describe()}")
+        if not loaded.config_known and dataset is None:
+            _say("no config.json beside the model: assuming --dataset mnist and --loss mse")
+    downloads = None if quiet else DownloadReporter(common.err)
+    with downloads.live() if downloads else contextlib.nullcontext():
+        directory = ensure_dataset(name, data_dir, on_event=downloads)
+    images, labels = evaluation.split_arrays(directory, loaded=loaded, dataset=name, split=split.value)
+    result = evaluation.evaluate(
+        loaded, images, labels, dataset=name, split=split.value, batch_size=batch_size, on_event=None if quiet else _progress
+    )
+    written = evaluation.write_report(result, report) if report is not None else []
+    if json_output:
+        payload = result.to_dict()
+        if report is not None:
+            payload["report"] = [str(path) for path in written]
+        common.print_json(payload)
+        return
+    render(common.out, result)
+    if written:
+        common.out.print(f"report: {', '.join(escape(path.name) for path in written)} in {escape(str(report))}", highlight=False)
+
+
+def _say(text: str) -> None:
+    common.err.print(escape(text), highlight=False, soft_wrap=True)
+
+
+def _progress(event: Any) -> None:
+    _say(f"scoring the {event.count:,} {event.split} images of {event.dataset}")
+
+
+def render(console: Console, result: Any) -> None:
+    """The summary, per-class table, confusion matrix and most frequent confusions."""
+    metrics = result.metrics
+    summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("model", escape(result.source.describe()))
+    summary.add_row("data", f"{result.dataset} {result.split} split, {metrics.count:,} images")
+    summary.add_row("accuracy", f"[bold]{metrics.accuracy:.2%}[/]  ({metrics.errors:,} wrong)")
+    loss = f"{metrics.loss:.4f}" if metrics.loss is not None else "n/a"
+    summary.add_row("loss", f"{loss}  (mean {result.loss_function} per image)")
+    summary.add_row("time", f"{result.seconds:.2f} s  ({result.images_per_second:,.0f} images/s)")
+    console.print(summary)
+    console.print()
+    console.print(_per_class_table(metrics))
+    console.print()
+    console.print(_confusion_table(metrics))
+    confusions = _confusions_table(metrics)
+    if confusions is not None:
+        console.print()
+        console.print(confusions)
+
+
+def _per_class_table(metrics: Any) -> Table:
+    table = Table(title="per class", title_justify="left")
+    table.add_column("class")
+    for heading in ("precision", "recall", "F1", "support"):
+        table.add_column(heading, justify="right")
+    worst = min((report.f1 for report in metrics.per_class if report.support), default=None)
+    for index, report in enumerate(metrics.per_class):
+        style = "red" if worst is not None and report.support and report.f1 == worst and worst < 1.0 else None
+        label = str(index) if report.name == str(index) else f"{index} {report.name}"
+        table.add_row(
+            escape(label), f"{report.precision:.2%}", f"{report.recall:.2%}", f"{report.f1:.2%}", f"{report.support:,}", style=style
+        )
+    table.add_row("macro avg", "", "", f"{metrics.macro_f1:.2%}", f"{metrics.count:,}", style="bold", end_section=False)
+    return table
+
+
+def _error_style(count: int, largest: int) -> Style:
+    # Off-diagonal cells go from a dark to a bright red background as errors grow.
+    share = (count / largest) ** 0.5 if largest else 0.0
+    red = round(90 + 165 * share)
+    return Style(color="white", bgcolor=Color.from_rgb(red, 30 - round(20 * share), 30 - round(20 * share)), bold=share > 0.5)
+
+
+def _confusion_table(metrics: Any) -> Table:
+    matrix = metrics.confusion_matrix
+    classes = len(matrix)
+    off = matrix.copy()
+    for index in range(classes):
+        off[index, index] = 0
+    largest = int(off.max()) if off.size else 0
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left", padding=(0, 1))
+    table.add_column("true", justify="right", style="bold")
+    for column in range(classes):
+        table.add_column(str(column), justify="right")
+    for row in range(classes):
+        cells: list[Text] = []
+        for column in range(classes):
+            count = int(matrix[row, column])
+            if row == column:
+                cells.append(Text(f"{count:,}", style="bold green"))
+            elif count:
+                cells.append(Text(f"{count:,}", style=_error_style(count, largest)))
+            else:
+                cells.append(Text("·", style="dim"))
+        names = metrics.class_names
+        label = str(row) if names[row] == str(row) else f"{names[row]} {row}"
+        table.add_row(Text(label), *cells)
+    return table
+
+
+def _confusions_table(metrics: Any) -> Table | None:
+    top = metrics.top_confusions[:TOP_CONFUSIONS]
+    if not top:
+        return None
+    names = metrics.class_names
+    table = Table(title="most frequent confusions", title_justify="left")
+    table.add_column("true")
+    table.add_column("read as")
+    table.add_column("images", justify="right")
+    table.add_column("of the class", justify="right")
+    support = metrics.confusion_matrix.sum(axis=1)
+    for true, predicted, count in top:
+        table.add_row(escape(names[true]), escape(names[predicted]), f"{count:,}", f"{count / support[true]:.1%}")
+    return table

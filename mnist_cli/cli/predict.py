@@ -1,1 +1,176 @@
-"""`mnist predict` (being written)."""
+"""`mnist predict`: read digits in pictures (files, folders, standard input) with a trained model."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import typer
+from rich.color import Color
+from rich.console import Console
+from rich.markup import escape
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+
+from mnist_cli import errors
+from mnist_cli.cli import app, common
+from mnist_cli.cli.evaluate import RunsRootOption
+
+_HALF_BLOCK = "\u2580"  # upper half block: foreground paints the top pixel, background the bottom one
+_ASCII_RAMP = " .:-=+*#%@"  # dark to bright, as `mnist show` draws digits in a pipe
+_BAR_WIDTH = 24
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+@app.command()
+@common.handles_errors
+def predict(
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Pictures of digits (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, or - for standard input.",
+            metavar="IMAGE",
+            show_default=False,
+        ),
+    ],
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="A run directory, checkpoint directory or prefix, or model.keras \\[default: the most recent run].",
+            show_default=False,
+        ),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many of the most probable classes to list.", min=1, max=10)] = 3,
+    show: Annotated[bool, typer.Option("--show", help="Draw the 28x28 digit the network saw beside its probabilities.")] = False,
+    runs_root: RunsRootOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list, one object per picture, on standard output; nothing else.")
+    ] = False,
+) -> None:
+    """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
+    from mnist_cli import evaluation, loading  # imports TensorFlow
+
+    loaded = loading.load(checkpoint, runs_root=runs_root)
+    items = evaluation.gather_pictures([str(image) for image in images], read_stdin=_read_stdin)
+
+    def on_event(event: Any) -> None:
+        if event.failure is not None:
+            # One line per failed picture, so a long list of failures stays readable.
+            hint = f" [dim]({escape(event.failure.hint)})[/]" if event.failure.hint else ""
+            common.err.print(f"[bold red]error:[/] {escape(event.failure.message)}{hint}", soft_wrap=True, highlight=False)
+
+    results = evaluation.predict_pictures(loaded, items, on_event=on_event)
+    failed = sum(isinstance(result, evaluation.Failure) for result in results)
+    if json_output:
+        common.print_json([result.to_dict(top_k=top_k) if isinstance(result, evaluation.Prediction) else result.to_dict() for result in results])
+    else:
+        predictions = [result for result in results if isinstance(result, evaluation.Prediction)]
+        if show:
+            for prediction in predictions:
+                draw(common.out, prediction, top_k=top_k)
+        elif predictions:
+            common.out.print(_table(predictions, top_k=top_k))
+    if failed:
+        common.err.print(f"{failed} of {len(results)} pictures could not be read", highlight=False)
+        raise typer.Exit(errors.INPUT)
+
+
+def _read_stdin() -> bytes:
+    from mnist_cli.preprocessing import MAX_FILE_BYTES
+
+    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    if getattr(stream, "isatty", lambda: False)():
+        raise errors.InputError("standard input is a terminal, not a picture", "pipe a picture in: mnist predict - < digit.png")
+    # One byte more than the limit, so preprocessing can say the input is too large.
+    return stream.read(MAX_FILE_BYTES + 1)
+
+
+def _table(predictions: list[Any], *, top_k: int) -> Table:
+    table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False)
+    table.add_column("picture", overflow="fold")
+    table.add_column("prediction")
+    table.add_column("probability", justify="right")
+    if top_k > 1:
+        table.add_column(f"next {top_k - 1} most probable", style="dim")
+    for prediction in predictions:
+        row = [escape(prediction.path), Text(prediction.name, style="bold"), f"{prediction.probability:.1%}"]
+        if top_k > 1:
+            row.append("  ".join(f"{escape(name)} {p:.1%}" for _, name, p in prediction.top(top_k)[1:]))
+        table.add_row(*row)
+    return table
+
+
+def _colour(console: Console) -> bool:
+    # Half blocks without colour are solid blocks: only useful on a colour terminal.
+    return not common.plain_progress(console) and not console.no_color and console.color_system is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _cell_style(top: int, bottom: int) -> Style:
+    return Style(color=Color.from_rgb(top, top, top), bgcolor=Color.from_rgb(bottom, bottom, bottom))
+
+
+def digit_lines(image: np.ndarray, *, colour: bool) -> list[Text]:
+    """A 28x28 digit as 14 lines of 28 cells: grey half blocks in colour, an ASCII ramp otherwise."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    if len(pixels) % 2:
+        pixels = np.vstack([pixels, np.zeros((1, pixels.shape[1]), np.uint8)])
+    pairs = pixels.reshape(-1, 2, pixels.shape[1])
+    lines = []
+    for top_row, bottom_row in pairs:
+        if colour:
+            line = Text()
+            for top, bottom in zip(top_row.tolist(), bottom_row.tolist()):
+                line.append(_HALF_BLOCK, _cell_style(top, bottom))
+        else:
+            # The brighter of the two pixels, so a thin stroke still shows.
+            levels = np.maximum(top_row, bottom_row).astype(np.float64) / 255.0
+            steps = np.rint(levels * (len(_ASCII_RAMP) - 1)).astype(int)
+            line = Text("".join(_ASCII_RAMP[step] for step in steps))
+        lines.append(line)
+    return lines
+
+
+def _bar(probability: float, *, colour: bool) -> str:
+    if not colour:
+        return "#" * round(probability * _BAR_WIDTH)
+    eighths = round(probability * _BAR_WIDTH * 8)
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[rest] if rest else "")
+
+
+def bar_lines(prediction: Any, *, top_k: int, colour: bool) -> list[Text]:
+    """One line per class: its name, a bar as long as its probability, and the figure; the top k highlighted."""
+    top = {index for index, _, _ in prediction.top(top_k)}
+    width = max(len(name) for name in prediction.class_names)
+    lines = []
+    for index, (name, probability) in enumerate(zip(prediction.class_names, prediction.probabilities.tolist())):
+        style = "bold green" if index == prediction.prediction else ("yellow" if index in top else "dim")
+        line = Text(f"{name:>{width}} ", style="bold" if index in top else "")
+        line.append(f"{_bar(probability, colour=colour):<{_BAR_WIDTH}}", style=style)
+        line.append(f" {probability:6.1%}", style=style if index in top else "dim")
+        lines.append(line)
+    return lines
+
+
+def draw(console: Console, prediction: Any, *, top_k: int) -> None:
+    """The picture's name and prediction, then the digit the network saw beside a bar per class."""
+    colour = _colour(console)
+    console.print(
+        Text.assemble((prediction.path, "bold"), "  ", (prediction.name, "bold green"), f" {prediction.probability:.1%}"),
+        soft_wrap=True,
+    )
+    digit = digit_lines(prediction.image, colour=colour)
+    bars = bar_lines(prediction, top_k=top_k, colour=colour)
+    # The bars are centred beside the 14 lines of the digit.
+    pad = max(0, (len(digit) - len(bars)) // 2)
+    bars = [Text()] * pad + bars + [Text()] * (len(digit) - len(bars) - pad)
+    for left, right in zip(digit, bars):
+        console.print(Text.assemble(left, "   ", right), soft_wrap=True, overflow="ignore", crop=False)
+    console.print()
