@@ -87,7 +87,8 @@ class RunCheckpoints:
 def _read(checkpoint: Any, path: str) -> Any:
     try:
         return checkpoint.read(path)
-    except (tf.errors.OpError, ValueError, AssertionError) as exc:
+    # A truncated .data file surfaces as an IndexError ("Read less bytes than requested").
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as exc:
         message = getattr(exc, "message", str(exc)).splitlines()[0]
         raise ModelError(f"checkpoint {path} cannot be read: {message}", "it may be partial or corrupt; use another checkpoint or train again") from None
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import numpy as np
 import typer
-from rich.color import Color
 from rich.console import Console
 from rich.markup import escape
-from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from mnist_cli import errors
-from mnist_cli.cli import app, common
+from mnist_cli.cli import app, common, drawing
 from mnist_cli.cli.evaluate import RunsRootOption
 
-_HALF_BLOCK = "\u2580"  # upper half block: foreground paints the top pixel, background the bottom one
-_ASCII_RAMP = " .:-=+*#%@"  # dark to bright, as `mnist show` draws digits in a pipe
 _BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
@@ -106,37 +100,6 @@ def _table(predictions: list[Any], *, top_k: int) -> Table:
     return table
 
 
-def _colour(console: Console) -> bool:
-    # Half blocks without colour are solid blocks: only useful on a colour terminal.
-    return not common.plain_progress(console) and not console.no_color and console.color_system is not None
-
-
-@functools.lru_cache(maxsize=4096)
-def _cell_style(top: int, bottom: int) -> Style:
-    return Style(color=Color.from_rgb(top, top, top), bgcolor=Color.from_rgb(bottom, bottom, bottom))
-
-
-def digit_lines(image: np.ndarray, *, colour: bool) -> list[Text]:
-    """A 28x28 digit as 14 lines of 28 cells: grey half blocks in colour, an ASCII ramp otherwise."""
-    pixels = np.asarray(image, dtype=np.uint8)
-    if len(pixels) % 2:
-        pixels = np.vstack([pixels, np.zeros((1, pixels.shape[1]), np.uint8)])
-    pairs = pixels.reshape(-1, 2, pixels.shape[1])
-    lines = []
-    for top_row, bottom_row in pairs:
-        if colour:
-            line = Text()
-            for top, bottom in zip(top_row.tolist(), bottom_row.tolist()):
-                line.append(_HALF_BLOCK, _cell_style(top, bottom))
-        else:
-            # The brighter of the two pixels, so a thin stroke still shows.
-            levels = np.maximum(top_row, bottom_row).astype(np.float64) / 255.0
-            steps = np.rint(levels * (len(_ASCII_RAMP) - 1)).astype(int)
-            line = Text("".join(_ASCII_RAMP[step] for step in steps))
-        lines.append(line)
-    return lines
-
-
 def _bar(probability: float, *, colour: bool) -> str:
     if not colour:
         return "#" * round(probability * _BAR_WIDTH)
@@ -161,12 +124,12 @@ def bar_lines(prediction: Any, *, top_k: int, colour: bool) -> list[Text]:
 
 def draw(console: Console, prediction: Any, *, top_k: int) -> None:
     """The picture's name and prediction, then the digit the network saw beside a bar per class."""
-    colour = _colour(console)
+    colour = drawing.draws_in_colour(console)
     console.print(
         Text.assemble((prediction.path, "bold"), "  ", (prediction.name, "bold green"), f" {prediction.probability:.1%}"),
         soft_wrap=True,
     )
-    digit = digit_lines(prediction.image, colour=colour)
+    digit = drawing.digit_lines(prediction.image, colour=colour)
     bars = bar_lines(prediction, top_k=top_k, colour=colour)
     # The bars are centred beside the 14 lines of the digit.
     pad = max(0, (len(digit) - len(bars)) // 2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -12,13 +11,11 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 from typer.core import TyperCommand
-from rich.color import Color
 from rich.console import Console
-from rich.style import Style
 from rich.text import Text
 
 from mnist_cli import data, explore, reporting
-from mnist_cli.cli import app, common
+from mnist_cli.cli import app, common, drawing
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.download import ensure_dataset
 
@@ -26,7 +23,6 @@ Split = enum.Enum("Split", {name: name for name in data.SPLIT_FILES}, type=str)
 
 _TILE = data.COLS  # one text column per pixel column; two pixel rows per text row
 _GAP = 2
-_HALF_BLOCK = "\u2580"  # upper half block: foreground paints the top pixel, background the bottom one
 _MULTI_VALUE = frozenset({"--index", "-i", "--class", "-c"})
 _NEGATIVE = re.compile(r"-\d+")
 
@@ -127,21 +123,6 @@ OutputOption = Annotated[
 ]
 
 
-@functools.lru_cache(maxsize=4096)
-def _cell_style(top: int, bottom: int) -> Style:
-    return Style(color=Color.from_rgb(top, top, top), bgcolor=Color.from_rgb(bottom, bottom, bottom))
-
-
-def _half_block_lines(image: np.ndarray) -> list[Text]:
-    lines = []
-    for top_row, bottom_row in explore.row_pairs(image):
-        line = Text()
-        for top, bottom in zip(top_row.tolist(), bottom_row.tolist()):
-            line.append(_HALF_BLOCK, _cell_style(top, bottom))
-        lines.append(line)
-    return lines
-
-
 def _caption(index: int, name: str) -> str:
     return f"#{index} {name}"[:_TILE]
 
@@ -150,18 +131,13 @@ def _say(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _draws_in_colour(console: Console) -> bool:
-    # Half blocks without colour are solid blocks: only useful on a colour terminal.
-    return not common.plain_progress(console) and not console.no_color and console.color_system is not None
-
-
 def draw(console: Console, images: np.ndarray, selection: explore.Selection) -> None:
     """Draw the samples side by side, as many per row as the console is wide."""
-    colour = _draws_in_colour(console)
+    colour = drawing.draws_in_colour(console)
     per_row = max(1, (console.width + _GAP) // (_TILE + _GAP))
     gap = " " * _GAP
     tiles = [
-        (_caption(index, name), _half_block_lines(image) if colour else explore.ascii_art(image))
+        (_caption(index, name), drawing.digit_lines(image, colour=colour))
         for index, name, image in zip(selection.indices, selection.class_names, images)
     ]
     for start in range(0, len(tiles), per_row):
@@ -174,7 +150,7 @@ def draw(console: Console, images: np.ndarray, selection: explore.Selection) -> 
                 console.print(Text(gap).join(lines[line_no] for _, lines in row), soft_wrap=True)
             else:
                 # Plain text: a pipe or a file gets the ASCII ramp, no escape codes.
-                _say(console, gap.join(lines[line_no] for _, lines in row).rstrip())
+                _say(console, gap.join(lines[line_no].plain for _, lines in row).rstrip())
 
 
 def _describe(selection: explore.Selection) -> str:
