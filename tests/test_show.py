@@ -265,3 +265,9 @@ def test_show_does_not_import_tensorflow() -> None:
     code = "import sys, mnist_cli.cli.show, mnist_cli.explore; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_default_count_in_the_help_matches_the_library() -> None:
+    from mnist_cli.cli.show import CountOption
+
+    assert f"default: {explore.DEFAULT_COUNT}]" in CountOption.__metadata__[0].help

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -20,8 +20,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mnist_cli import download as dl
 from mnist_cli.cli import app, common
+
+if TYPE_CHECKING:
+    from mnist_cli import download as dl
 
 MirrorOption = Annotated[
     Optional[list[str]],
@@ -72,6 +74,8 @@ class DownloadReporter:
         (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
 
     def __call__(self, event: dl.Event) -> None:
+        from mnist_cli import download as dl
+
         if isinstance(event, dl.FileStarted):
             self._started(event)
         elif isinstance(event, dl.FileProgress):
@@ -133,6 +137,8 @@ def download(
     quiet: common.QuietOption = False,
 ) -> None:
     """Download a data set's four files, verify their digests, and skip files already verified."""
+    from mnist_cli import download as dl  # here, not at import: `mnist --help` stays fast
+
     reporter = None if quiet else DownloadReporter(common.err)
     with reporter.live() if reporter else contextlib.nullcontext():
         result = dl.download(dataset.value, data_dir, mirrors=mirror, force=force, on_event=reporter)

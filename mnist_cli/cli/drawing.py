@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.color import Color
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
-from mnist_cli import explore
 from mnist_cli.cli import common
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HALF_BLOCK = "\u2580"  # upper half block: foreground paints the top pixel, background the bottom one
 
@@ -28,6 +30,8 @@ def _cell_style(top: int, bottom: int) -> Style:
 
 def digit_lines(image: np.ndarray, *, colour: bool) -> list[Text]:
     """A digit as one text line per two pixel rows: half blocks in colour, else ASCII art."""
+    from mnist_cli import explore  # numpy: not needed for `mnist --help`
+
     if not colour:
         return [Text(line) for line in explore.ascii_art(image)]
     lines = []

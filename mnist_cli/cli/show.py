@@ -6,22 +6,24 @@ import dataclasses
 import enum
 import re
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import numpy as np
 import typer
 from typer.core import TyperCommand
 from rich.console import Console
 from rich.text import Text
 
-from mnist_cli import data, explore, reporting
 from mnist_cli.cli import app, common, drawing
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mnist_cli import explore
 from mnist_cli.cli.download import DownloadReporter
-from mnist_cli.download import ensure_dataset
 
-Split = enum.Enum("Split", {name: name for name in data.SPLIT_FILES}, type=str)
+Split = enum.Enum("Split", {name: name for name in ("train", "test")}, type=str)
 
-_TILE = data.COLS  # one text column per pixel column; two pixel rows per text row
+_TILE = 28  # one text column per pixel column; two pixel rows per text row
 _GAP = 2
 _MULTI_VALUE = frozenset({"--index", "-i", "--class", "-c"})
 _NEGATIVE = re.compile(r"-\d+")
@@ -110,7 +112,7 @@ CountOption = Annotated[
         metavar="N",
         help=(
             "How many samples to show, spread evenly over the classes, in file order "
-            f"\\[default: {explore.DEFAULT_COUNT}]."
+            "\\[default: 10]."
         ),
         show_default=False,
     ),
@@ -179,6 +181,10 @@ def show(
 
     On a colour terminal each image is drawn with half blocks, 28 columns x 14 rows; in a pipe or a file, as ASCII art. Missing data files are downloaded first.
     """
+    # Imported here, not at module import, so that `mnist --help` stays fast.
+    from mnist_cli import data, explore, reporting
+    from mnist_cli.download import ensure_dataset
+
     directory = data.dataset_dir(data_dir, dataset.value)
     if data.missing_files(directory, dataset.value):
         reporter = DownloadReporter(common.err)
