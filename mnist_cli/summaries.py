@@ -22,6 +22,17 @@ tf = import_tensorflow()
 _GRID_LIMIT = 40
 
 
+def _histogram(tag: str, values: np.ndarray, *, step: int, buckets: int = 30) -> None:
+    # tf.summary.histogram buckets with a one-hot matrix of values x buckets in eager
+    # ops: 70 ms per epoch for the MLP's weights. numpy does the same in 3 ms, and the
+    # result is written in the histogram plugin's own [left, right, count] format.
+    from tensorboard.plugins.histogram import metadata
+
+    counts, edges = np.histogram(values.astype(np.float64).ravel(), bins=buckets)
+    tensor = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+    tf.summary.write(tag, tensor, step=step, metadata=metadata.create_summary_metadata(display_name=None, description=None))
+
+
 def _hparams(config: TrainConfig) -> dict[str, Any]:
     values = config.to_dict()
     values["hidden"] = format_hidden(config.hidden)
@@ -79,7 +90,7 @@ class RunSummaries:
             tf.summary.scalar("epoch_accuracy", train["accuracy"], step=epoch)
             tf.summary.scalar("epoch_samples_per_second", train["samples_per_second"], step=epoch)
             for variable in model.trainable_variables:
-                tf.summary.histogram(variable.path, variable.value, step=epoch)
+                _histogram(variable.path, variable.numpy(), step=epoch)
         if val is not None:
             with self.validation.as_default():
                 tf.summary.scalar("epoch_loss", val["loss"], step=epoch)
