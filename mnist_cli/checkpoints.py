@@ -6,10 +6,11 @@ and the loop's own position, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.errors import ModelError
+from mnist_cli.errors import LocalIOError, ModelError
 from mnist_cli.fileio import io_error
 from mnist_cli.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.tf_setup import import_tensorflow
@@ -54,6 +55,10 @@ class RunCheckpoints:
         self.checkpoint = _checkpoint(model, optimizer, state)
         # A multi-worker run's other workers write a scratch copy but resume from the chief's run.
         self.restore_dir = Path(restore_dir or run_dir)
+        # A CheckpointManager reads the state file's paths and later deletes the old ones,
+        # so a state file naming files outside its directory must be refused first.
+        for directory in (Path(run_dir) / CHECKPOINTS_DIR, Path(run_dir) / BEST_DIR, self.restore_dir / CHECKPOINTS_DIR):
+            _check_state(directory)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / CHECKPOINTS_DIR), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / BEST_DIR), max_to_keep=1)
 
@@ -63,25 +68,42 @@ class RunCheckpoints:
         try:
             return manager.save(checkpoint_number=step)
         except (OSError, tf.errors.OpError) as exc:
-            # TF raises its own error types for a full disk; the previous checkpoint stays intact.
-            message = getattr(exc, "message", str(exc))
+            # The state file still names the previous checkpoint, which stays intact; the
+            # half-written one is removed so that a full disk gets its space back.
+            _remove_unrecorded(Path(manager.directory), step)
+            run_dir = Path(manager.directory).parent
+            resume = f"then resume with: mnist train --run-dir {run_dir} --resume"
             if isinstance(exc, OSError):
                 raise io_error(exc, f"saving a checkpoint in {manager.directory}") from None
-            raise ModelError(f"could not save a checkpoint in {manager.directory}: {message}", "check free disk space; the previous checkpoint is intact") from None
+            # TF reports the OS error inside its own error types; its message says which.
+            message = getattr(exc, "message", str(exc))
+            if "No space left on device" in message or isinstance(exc, tf.errors.ResourceExhaustedError):
+                raise LocalIOError(f"no space left on the device while saving a checkpoint in {manager.directory}", f"free some disk space, {resume}") from None
+            if "Permission denied" in message or "Read-only file system" in message:
+                raise LocalIOError(f"permission denied while saving a checkpoint in {manager.directory}", f"check the directory's permissions, {resume}") from None
+            first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+            raise ModelError(f"could not save a checkpoint in {manager.directory}: {first}", f"the previous checkpoint is intact; {resume}") from None
 
     def restore_latest(self) -> str | None:
         """Restore the newest complete checkpoint; None when there is none."""
         path = latest_in(self.restore_dir / CHECKPOINTS_DIR)
         if path:
-            _read(self.checkpoint, path).assert_existing_objects_matched()
+            _restore(self.checkpoint, path)
         return path
 
     def restore_best(self) -> str | None:
         """Restore the best checkpoint (or leave the weights as they are when there is none)."""
-        path = self.best.latest_checkpoint
+        path = latest_in(Path(self.best.directory))
         if path:
-            _read(self.checkpoint, path).assert_existing_objects_matched()
+            _restore(self.checkpoint, path)
         return path
+
+
+def _restore(checkpoint: Any, path: str) -> None:
+    # Every variable of the run must match; the checkpoint's own save counter is only
+    # restored once the manager saves again, which a finished run never does, and TF
+    # would then log a warning about it on exit.
+    _read(checkpoint, path).assert_existing_objects_matched().expect_partial()
 
 
 def _read(checkpoint: Any, path: str) -> Any:
@@ -111,8 +133,41 @@ def restore_weights(model: Any, path: str) -> None:
 
 
 def latest_in(directory: Path) -> str | None:
-    """The newest checkpoint prefix recorded in a checkpoint directory, if any."""
+    """The newest checkpoint prefix recorded in a checkpoint directory, if any; never one outside it."""
+    _check_state(directory)
     try:
         return tf.train.latest_checkpoint(str(directory))
     except (tf.errors.OpError, ValueError):
         return None
+
+
+def _check_state(directory: Path) -> None:
+    """Refuse a checkpoint state file that names files outside its own directory."""
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except (tf.errors.OpError, ValueError):
+        return  # an unreadable state file counts as none
+    if state is None:
+        return
+    inside = os.path.normpath(str(directory))
+    # TF joins relative paths to the directory itself; an absolute path or `..` leads elsewhere.
+    for path in (state.model_checkpoint_path, *state.all_model_checkpoint_paths):
+        if os.path.dirname(os.path.normpath(path)) != inside:
+            raise ModelError(
+                f"{Path(directory) / 'checkpoint'} names {path}, outside {directory}; refusing to use it",
+                "the run directory was altered or is not from `mnist train`; train again, or point at a checkpoint prefix inside it",
+            )
+
+
+def _remove_unrecorded(directory: Path, step: int) -> None:
+    """Delete what a failed save of checkpoint `step` left behind, unless the state file records it."""
+    prefix = directory / f"ckpt-{step}"
+    try:
+        if tf.train.latest_checkpoint(str(directory)) == str(prefix):
+            return
+        for leftover in tf.io.gfile.glob(f"{prefix}_temp*"):
+            tf.io.gfile.rmtree(leftover) if tf.io.gfile.isdir(leftover) else tf.io.gfile.remove(leftover)
+        for leftover in tf.io.gfile.glob(f"{prefix}.*"):
+            tf.io.gfile.remove(leftover)
+    except (tf.errors.OpError, ValueError, OSError):
+        pass  # best effort: the error being reported matters more

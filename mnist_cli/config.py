@@ -171,7 +171,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         checked = TrainConfig.from_dict(data)  # validates each given field; the others keep defaults
     except UsageError as exc:
-        raise UsageError(f"config file {path}: {exc.message}", exc.hint) from None
+        raise UsageError(f"config file {path}: {exc.message}", exc.hint or "fix or remove that field") from None
     return {name: getattr(checked, name) for name in data}
 
 

@@ -170,7 +170,10 @@ def _read_bytes(path: Path) -> bytes:
     except IsADirectoryError:
         raise DataError(f"{path} is a directory, not an IDX file", "remove it and run `mnist download`") from None
     except PermissionError:
-        raise DataError(f"{path} cannot be read: permission denied", "check the file's permissions") from None
+        # Exit 6 as documented for "no permission": the file may be fine, the access is not.
+        from mnist_cli.errors import LocalIOError
+
+        raise LocalIOError(f"{path} cannot be read: permission denied", "check the file's permissions") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path} is not a complete gzip file ({exc or 'truncated'})", _FIX) from None
     except OSError as exc:

@@ -60,6 +60,9 @@ class Settings:
     """Timeouts and retry policy; tests pass zero delays."""
 
     timeout: float = 30.0  # seconds a socket may stay silent before the transfer counts as stalled
+    # A mirror that trickles bytes never trips the socket timeout; slower than this over
+    # `timeout` seconds counts as stalled too, and the next mirror resumes the part file.
+    min_speed: float = 1024.0  # bytes per second
     retries: int = 3  # retries per mirror after a transient failure that made no progress
     backoff: float = 1.0  # first retry delay; doubles each time
     max_backoff: float = 8.0
@@ -235,10 +238,13 @@ def resolve_mirrors(dataset: str, values: Sequence[str] | None = None) -> tuple[
 class _MirrorFailure(Exception):
     """Why one mirror did not deliver one file; never leaves this module."""
 
-    def __init__(self, reason: str, *, transient: bool = False, integrity: bool = False, dead: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, transient: bool = False, integrity: bool = False, dead: bool = False, slow: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.transient = transient  # worth retrying on the same mirror
+        self.transient = transient  # worth retrying on the same mirror (and the part file is kept)
+        self.slow = slow  # kept part file, but no retry: this mirror is too slow
         self.integrity = integrity  # a complete copy arrived but is not genuine
         self.dead = dead  # the mirror cannot be reached at all: skip it for the other files
 
@@ -329,6 +335,14 @@ def _load_manifest(directory: Path) -> dict[str, dict[str, Any]]:
     except (OSError, ValueError):
         return {}  # a missing or damaged cache only costs a re-hash
     return data if isinstance(data, dict) else {}
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    # A process killed while writing the manifest leaves its temporary file; only the
+    # lock holder writes the manifest, so under the lock every such file is stale.
+    for stale in directory.glob(f".{MANIFEST_NAME}.*.part"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _save_manifest(directory: Path, manifest: dict[str, dict[str, Any]]) -> None:
@@ -461,6 +475,7 @@ def _http_once(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent, settin
         limit = 2 * spec.size + (1 << 20)
         done = offset
         emit(FileStarted(spec.name, mirror.label, total, offset))
+        window_start, window_bytes = time.monotonic(), 0
         with _open_part(part, append=offset > 0) as handle:
             head = b""
             while True:
@@ -481,6 +496,13 @@ def _http_once(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent, settin
                 if done > limit:
                     raise _MirrorFailure(f"sent more than {limit} bytes, far more than the file has")
                 emit(FileProgress(spec.name, done, total))
+                window_bytes += len(chunk)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= settings.timeout:
+                    if window_bytes < settings.min_speed * elapsed:
+                        said = f"too slow ({window_bytes / elapsed:,.0f} bytes/s over {elapsed:.1f} s)"
+                        raise _MirrorFailure(said, transient=True, slow=True)
+                    window_start, window_bytes = time.monotonic(), 0
             _finish(handle, part)
         if total is not None and done < total:
             raise _MirrorFailure(f"connection closed after {done} of {total} bytes", transient=True)
@@ -504,7 +526,7 @@ def _fetch_http(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent, setti
             stalled = 0 if progressed else stalled + 1
             failures += 1
             resumed = resumed or before > 0
-            if not failure.transient or stalled > settings.retries or failures > 10 * (settings.retries + 1):
+            if not failure.transient or failure.slow or stalled > settings.retries or failures > 10 * (settings.retries + 1):
                 raise
             delay = min(settings.max_backoff, settings.backoff * 2 ** max(stalled - 1, 0))
             emit(MirrorFailed(spec.name, mirror.label, failure.reason, retry_in=delay))
@@ -643,6 +665,7 @@ def download(
     results: list[FileResult] = []
     dead: set[Mirror] = set()
     with _locked(directory, emit, settings):
+        _remove_stale_temporaries(directory)
         manifest = _load_manifest(directory)
         for file_spec in spec.files:
             if wanted is not None and file_spec.name not in wanted:

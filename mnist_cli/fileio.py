@@ -17,6 +17,10 @@ def io_error(exc: OSError, what: str) -> LocalIOError:
     """Turn an OSError into a one-line error that says what to do."""
     if exc.errno == errno.ENOSPC:
         return LocalIOError(f"no space left on the device while {what}", "free some disk space and run the command again")
+    if exc.errno == errno.EISDIR:
+        return LocalIOError(f"a directory is in the way while {what}: {exc.filename or ''}".rstrip(": "), "a file belongs there; move the directory away")
+    if exc.errno == errno.ENOTDIR:
+        return LocalIOError(f"a file is in the way while {what}: {exc.filename or ''}".rstrip(": "), "a directory belongs there; move the file away")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return LocalIOError(f"permission denied while {what}: {exc.filename or ''}".rstrip(": "), "check the directory's permissions")
     return LocalIOError(f"{exc.strerror or exc} while {what}", "check the path and the disk")

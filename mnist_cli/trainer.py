@@ -496,20 +496,7 @@ def _finish_epoch(
     if is_best:
         state.best_val_accuracy.assign(val["accuracy"])
         state.best_epoch.assign(epoch + 1)
-    step = int(parts.optimizer.iterations.numpy())
-    checkpoint = parts.saver.save(step=step)
-    if is_best:
-        parts.saver.save(step=step, best=True)
     learning_rate = models.current_learning_rate(parts.optimizer)
-    parts.writer.epoch(
-        epoch=epoch + 1,
-        train=train,
-        val=val,
-        model=parts.model,
-        val_images=data.val_images,
-        val_labels=data.val_labels,
-        val_predictions=val_scores.predictions if val_scores is not None else None,
-    )
     entry = {
         "epoch": epoch + 1,
         "train_loss": train["loss"],
@@ -522,7 +509,22 @@ def _finish_epoch(
         "samples_per_second": train["samples_per_second"],
     }
     history.append(entry)
+    # History first, checkpoint second: a kill between the two leaves an extra entry,
+    # which resume drops (it keeps one entry per epoch of the checkpoint), never a gap.
     atomic_write_text(run_dir / runs.HISTORY_FILE, _dumps(history))
+    step = int(parts.optimizer.iterations.numpy())
+    checkpoint = parts.saver.save(step=step)
+    if is_best:
+        parts.saver.save(step=step, best=True)
+    parts.writer.epoch(
+        epoch=epoch + 1,
+        train=train,
+        val=val,
+        model=parts.model,
+        val_images=data.val_images,
+        val_labels=data.val_labels,
+        val_predictions=val_scores.predictions if val_scores is not None else None,
+    )
     emit(
         EpochDone(
             epoch=epoch + 1,

@@ -1,0 +1,342 @@
+"""Reliability and security (issue 6): untrusted files, and helpers the other test_reliability_* files share.
+
+RELIABILITY.md maps every fault and bad input to the test that proves what the tool does.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnist_cli import data, loading, preprocessing
+from mnist_cli.cli import app
+from mnist_cli.config import CONFIG_FILE, TrainConfig
+from mnist_cli.errors import MODEL, USAGE, ModelError, UsageError
+
+PACKAGE = Path(data.__file__).parent
+
+# Shared helpers ------------------------------------------------------------------
+
+# The `mnist` entry point with the data-set registry's "mnist" entry replaced by a tiny one
+# read from a JSON file, so a subprocess can download the test's own files (by their digests).
+_LAUNCH = """
+import json, os, signal, sys
+from mnist_cli import data
+files = json.loads(open(sys.argv[1]).read())
+data.DATASETS["mnist"] = data.DatasetSpec("mnist", tuple(data.FileSpec(**f) for f in files), (), tuple("0123456789"))
+kill_at = os.environ.get("MNIST_TEST_KILL_AT_REPLACE")
+if kill_at:
+    # SIGKILL itself just before the rename that would give a file this name: the riskiest moment.
+    real_replace = os.replace
+    def replace(src, dst, *args, **kwargs):
+        if os.fspath(dst).endswith(kill_at):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst, *args, **kwargs)
+    os.replace = replace
+sys.argv = ["mnist", *sys.argv[2:]]
+from mnist_cli.cli import main
+main()
+"""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a `mnist` subprocess: no proxies or mirror and data settings from outside."""
+    drop = {"MNIST_MIRROR", "MNIST_DATA_DIR", "MNIST_RUNS_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"}
+    env = {key: value for key, value in os.environ.items() if key not in drop}
+    env.update(extra)
+    return env
+
+
+def tiny_registry_command(spec: data.DatasetSpec, folder: Path) -> list[str]:
+    """A command line prefix running `mnist` with `spec` registered as the "mnist" data set."""
+    path = folder / f"spec-{uuid.uuid4().hex[:8]}.json"
+    files = [{"name": f.name, "size": f.size, "sha256": f.sha256, "decoded_sha256": f.decoded_sha256} for f in spec.files]
+    path.write_text(json.dumps(files))
+    return [sys.executable, "-c", _LAUNCH, str(path)]
+
+
+def mnist_command() -> list[str]:
+    """`python -m mnist_cli`, as a user runs it."""
+    return [sys.executable, "-m", "mnist_cli"]
+
+
+def one_error_line(stderr: str, *, hint: bool = True) -> str:
+    """The single `error:` line (followed by a `hint:`), asserting there is no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, stderr
+    if hint:
+        assert any(line.startswith("hint:") for line in stderr.splitlines()), stderr
+    return lines[0]
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small real filesystem at `path` (root only), so a full disk is a real ENOSPC; skips where it cannot mount."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(filesystem: Path) -> Path:
+    """Fill a filesystem to the last byte with one file; return it (delete it to free the space)."""
+    filler = filesystem / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for size in (1 << 16, 4096, 1):  # big blocks, then the last partial ones
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    """Run `mnist ARGS` in this process; assert it printed no traceback."""
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+# Untrusted files -------------------------------------------------------------------------
+
+
+def _sources() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(PACKAGE.rglob("*.py"))]
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def test_no_pickle_and_no_code_from_data_anywhere_in_the_package() -> None:
+    unsafe_modules = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
+    found: list[str] = []
+    np_loads = 0
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [f"{path.name}: import {a.name}" for a in node.names if a.name.split(".")[0] in unsafe_modules]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in unsafe_modules:
+                found.append(f"{path.name}: from {node.module} import")
+            elif isinstance(node, ast.Call):
+                name = _dotted(node.func)
+                keywords = {k.arg: k.value for k in node.keywords}
+                if name in ("eval", "exec", "compile", "__import__"):
+                    found.append(f"{path.name}:{node.lineno}: {name}()")
+                if name.endswith(("np.load", "numpy.load")):
+                    np_loads += 1
+                    value = keywords.get("allow_pickle")
+                    if not (isinstance(value, ast.Constant) and value.value is False):
+                        found.append(f"{path.name}:{node.lineno}: np.load without allow_pickle=False")
+                if name.endswith("load_model"):
+                    value = keywords.get("safe_mode")
+                    if not (isinstance(value, ast.Constant) and value.value is True):
+                        found.append(f"{path.name}:{node.lineno}: load_model without safe_mode=True")
+                if name.endswith(("enable_unsafe_deserialization", "yaml.load", "yaml.unsafe_load")):
+                    found.append(f"{path.name}:{node.lineno}: {name}()")
+                if name.endswith("Lambda"):
+                    found.append(f"{path.name}:{node.lineno}: a Lambda layer in the project's own models")
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    # Pillow's guards stay as Pillow sets them.
+                    if _dotted(target).endswith(("MAX_IMAGE_PIXELS", "LOAD_TRUNCATED_IMAGES")):
+                        found.append(f"{path.name}:{node.lineno}: sets {_dotted(target)}")
+    assert found == []
+    assert len(_sources()) > 20  # the walk really saw the package
+
+
+def _lambda_model(path: Path, marker: Path) -> None:
+    """Save a model whose Lambda layer holds Python bytecode that would write `marker` when run."""
+    import keras
+
+    # A real lambda: Keras stores its bytecode in the file (a named function is stored by name only).
+    # It runs once here, while the model is built; that marker is removed before the load is tried.
+    layer = keras.layers.Lambda(lambda x, marker=str(marker): (__import__("pathlib").Path(marker).write_text("ran"), x)[1])
+    model = keras.Sequential([keras.Input((28, 28), dtype="uint8"), layer, keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(path)
+    assert marker.exists()
+    marker.unlink()
+
+
+def test_a_keras_file_with_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_path: Path, tiny_data_dir: Path) -> None:
+    model_file = tmp_path / "crafted" / "model.keras"
+    model_file.parent.mkdir()
+    marker = tmp_path / "ran"
+    _lambda_model(model_file, marker)
+    picture = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.fromarray(np.pad(np.full((12, 4), 255, np.uint8), 8)).save(picture)
+    for args in (
+        ["evaluate", str(model_file), "--data-dir", str(tiny_data_dir)],
+        ["predict", "--checkpoint", str(model_file), str(picture)],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == MODEL, result.output
+        line = one_error_line(result.stderr)
+        assert "cannot be loaded as a Keras model" in line and "lambda" in line.lower()
+    assert not marker.exists()
+    with pytest.raises(ModelError):
+        loading.load(model_file)
+    assert not marker.exists()
+
+
+HOSTILE_CONFIGS = [
+    ({"model": "__import__('os').system('touch pwned')"}, "--model must be one of"),
+    ({"epochs": "10"}, "'epochs' must be a int"),
+    ({"hidden": "256,256"}, "'hidden' must be a list of integers"),
+    ({"hidden": [256, True]}, "'hidden' must be a list of integers"),
+    ({"lr": float("inf")}, "--lr must be a finite number"),
+    ({"epochs": 10**100}, None),  # large but an int: accepted by the schema, harmless in a config
+    ({"__class__": "os.system", "model": "mlp"}, "unknown config field(s): __class__"),
+    ({"py/object": "subprocess.Popen"}, "unknown config field(s): py/object"),
+    ({"dataset": {"$ref": "/etc/passwd"}}, "'dataset' must be a str"),
+]
+
+
+HOSTILE_IDS = ["code-in-a-string", "number-as-string", "hidden-as-string", "bool-in-hidden", "infinite-lr", "huge-int", "dunder-field", "jsonpickle-tag", "object-for-string"]
+
+
+@pytest.mark.parametrize(("fields", "says"), HOSTILE_CONFIGS, ids=HOSTILE_IDS)
+def test_config_json_is_checked_field_by_field_never_evaluated(tmp_path: Path, fields: dict, says: str | None) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    # (JSON has no infinity; Python's json writes and reads back the non-standard `Infinity`.)
+    text = json.dumps({**TrainConfig().to_dict(), **fields})
+    (run / CONFIG_FILE).write_text(text)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        if says is None:
+            assert TrainConfig.load(run).epochs == 10**100
+            return
+        with pytest.raises(ModelError) as caught:
+            TrainConfig.load(run)
+        assert says in caught.value.message and str(run / CONFIG_FILE) in caught.value.message
+        with pytest.raises(UsageError):
+            TrainConfig.from_dict(json.loads(text))
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_hostile_config_json_fails_evaluate_predict_and_resume_with_one_line(
+    finished_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    source, data_dir = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    (run / CONFIG_FILE).write_text(json.dumps({"model": "mlp", "loss": {"__reduce__": ["os.system", ["touch pwned"]]}}))
+    picture = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.fromarray(np.pad(np.full((12, 4), 255, np.uint8), 8)).save(picture)
+    for args in (
+        ["evaluate", str(run), "--data-dir", str(data_dir)],
+        ["predict", "--checkpoint", str(run), str(picture)],
+        ["train", "--run-dir", str(run), "--resume", "--data-dir", str(data_dir)],
+    ):
+        result = invoke(*args)
+        assert result.exit_code == MODEL and "'loss' must be a str" in one_error_line(result.stderr), args
+    result = invoke("train", "--config", str(run / CONFIG_FILE), "--data-dir", str(data_dir))
+    # (config.read_config_file passes on a field error without a hint: reported to the lead.)
+    assert result.exit_code == USAGE and "'loss' must be a str" in one_error_line(result.stderr, hint=False)
+    assert not Path("pwned").exists()
+
+
+def test_pillow_decompression_bomb_guard_stays_on_with_the_documented_cap(tmp_path: Path) -> None:
+    from PIL import Image
+
+    import mnist_cli.cli  # noqa: F401 - everything a command imports has run
+    import mnist_cli.evaluation  # noqa: F401
+
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= preprocessing.MAX_PIXELS
+    assert preprocessing.MAX_PIXELS == 40_000_000
+    reliability = (PACKAGE.parent / "RELIABILITY.md").read_text(encoding="utf-8")
+    assert "40 megapixels" in reliability and "MAX_PIXELS" in reliability
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a run made by `mnist train` with checkpoints/ and best/, its --data-dir)."""
+    from conftest import write_tiny_dataset
+
+    root = tmp_path_factory.mktemp("escape")
+    write_tiny_dataset(root / "data" / "mnist", n_train=100, n_test=50)
+    run = root / "run"
+    result = invoke(
+        "train", "--data-dir", str(root / "data"), "--run-dir", str(run), "--epochs", "1", "--batch-size", "10",
+        "--hidden", "16", "--keep-checkpoints", "1", "--checkpoint-every", "3", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return run, root / "data"
+
+
+def _state(latest: str, paths: list[str]) -> str:
+    lines = [f'model_checkpoint_path: "{latest}"']
+    lines += [f'all_model_checkpoint_paths: "{path}"' for path in paths]
+    lines += ["all_model_checkpoint_timestamps: 9999999999.0" for _ in paths]
+    return "\n".join([*lines, "last_preserved_timestamp: 1.0"]) + "\n"
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "old-entry"])
+def test_a_checkpoint_state_file_cannot_lead_outside_its_run(
+    finished_run: tuple[Path, Path], tmp_path: Path, how: str
+) -> None:
+    from mnist_cli import checkpoints
+
+    source, data_dir = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    own = Path(checkpoints.latest_in(run / "checkpoints")).name
+    # Checkpoint-shaped files elsewhere: a CheckpointManager deletes old entries it is told about.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for path in (run / "checkpoints").glob(f"{own}.*"):
+        shutil.copy(path, elsewhere / path.name.replace(own, "ckpt-1"))
+    before = sorted(p.name for p in elsewhere.iterdir())
+    outside = {"relative": "../../elsewhere/ckpt-1", "absolute": str(elsewhere / "ckpt-1"), "old-entry": str(elsewhere / "ckpt-1")}[how]
+    latest = own if how == "old-entry" else outside
+    for sub in ("checkpoints", "best"):
+        name = Path(checkpoints.latest_in(source / sub)).name
+        (run / sub / "checkpoint").write_text(_state(latest if sub == "checkpoints" else (name if how == "old-entry" else outside), [outside, latest]))
+
+    with pytest.raises(ModelError, match="outside"):
+        checkpoints.latest_in(run / "checkpoints")
+    result = invoke("train", "--run-dir", str(run), "--resume", "--epochs", "2", "--data-dir", str(data_dir))
+    assert result.exit_code == MODEL
+    assert "outside" in one_error_line(result.stderr)
+    assert sorted(p.name for p in elsewhere.iterdir()) == before  # nothing outside the run was deleted
+    if how != "old-entry":
+        # evaluate takes only the file name from a state file, so it looks inside the run, finds nothing, says so.
+        result = invoke("evaluate", str(run), "--data-dir", str(data_dir))
+        assert result.exit_code == MODEL and "ckpt-1.index is missing" in one_error_line(result.stderr)
