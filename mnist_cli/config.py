@@ -130,8 +130,22 @@ class TrainConfig:
 
 
 # Named starting points for `mnist train --recipe`; measured in benchmarks/RESULTS.md.
+_CONVNET = {
+    "model": "cnn",
+    "loss": "xent",
+    "optimizer": "adamw",
+    "lr": 0.003,
+    "schedule": "onecycle",
+    "batch_size": 128,
+    "precision": "mixed-bf16",
+}
 RECIPES: dict[str, dict[str, Any]] = {
+    # The walk-through itself: MLP, squared error, SGD 0.01, batch 32, 10 epochs.
     "walkthrough": {},
+    # Fashion-MNIST 92.9% (MNIST-10k 99.0%) in about a minute on a 2-core CPU.
+    "fast": {**_CONVNET, "epochs": 8},
+    # MNIST-10k 99.2%: the same convnet, augmented, for 40 epochs.
+    "accurate": {**_CONVNET, "epochs": 40, "augment": True},
 }
 
 

@@ -69,3 +69,14 @@ def test_parse_hidden() -> None:
     assert parse_hidden("512, 128") == (512, 128)
     with pytest.raises(UsageError):
         parse_hidden("a,b")
+
+
+def test_recipes_are_valid_configs_and_walkthrough_is_the_default() -> None:
+    from mnist_cli.config import RECIPES, recipe
+
+    assert recipe("walkthrough") == {} and TrainConfig(**recipe("walkthrough")) == TrainConfig()
+    for name in RECIPES:
+        TrainConfig(**recipe(name))  # validates
+    assert TrainConfig(**recipe("accurate")).augment
+    with pytest.raises(UsageError, match="unknown recipe"):
+        recipe("magic")
