@@ -142,10 +142,12 @@ _CONVNET = {
 RECIPES: dict[str, dict[str, Any]] = {
     # The walk-through itself: MLP, squared error, SGD 0.01, batch 32, 10 epochs.
     "walkthrough": {},
-    # Fashion-MNIST 92.9% (MNIST-10k 99.0%) in about a minute on a 2-core CPU.
-    "fast": {**_CONVNET, "epochs": 8},
-    # MNIST-10k 99.2%: the same convnet, augmented, for 40 epochs.
-    "accurate": {**_CONVNET, "epochs": 40, "augment": True},
+    # The same MLP with cross-entropy, Adam and 1cycle: MNIST-10k 97.5% in 8 s.
+    "fast": {"loss": "xent", "optimizer": "adam", "lr": 0.002, "schedule": "onecycle", "batch_size": 128, "epochs": 20},
+    # The convnet: Fashion-MNIST 92.1% in 36-44 s of wall time on a 2-core CPU.
+    "accurate": {**_CONVNET, "epochs": 6},
+    # The convnet, augmented, for 40 epochs: MNIST-10k 99.1-99.2% on the official test set.
+    "best": {**_CONVNET, "epochs": 40, "augment": True},
 }
 
 

@@ -77,6 +77,6 @@ def test_recipes_are_valid_configs_and_walkthrough_is_the_default() -> None:
     assert recipe("walkthrough") == {} and TrainConfig(**recipe("walkthrough")) == TrainConfig()
     for name in RECIPES:
         TrainConfig(**recipe(name))  # validates
-    assert TrainConfig(**recipe("accurate")).augment
+    assert TrainConfig(**recipe("best")).augment and TrainConfig(**recipe("accurate")).model == "cnn"
     with pytest.raises(UsageError, match="unknown recipe"):
         recipe("magic")

@@ -178,7 +178,7 @@ def test_environment_variables_set_common_options(tmp_path: Path, tiny_data_dir:
 
 
 def test_recipe_sets_hyperparameters_and_options_override_it(tmp_path: Path, tiny_data_dir: Path) -> None:
-    result = _train(tmp_path, tiny_data_dir, "--recipe", "fast", "--epochs", "1", "--json")
+    result = _train(tmp_path, tiny_data_dir, "--recipe", "accurate", "--epochs", "1", "--json")
     assert result.exit_code == 0, result.output
     saved = json.loads((Path(json.loads(result.stdout)["run_dir"]) / "config.json").read_text())
     assert (saved["model"], saved["optimizer"], saved["schedule"], saved["batch_size"], saved["epochs"]) == ("cnn", "adamw", "onecycle", 128, 1)

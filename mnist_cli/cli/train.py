@@ -148,7 +148,7 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="Decoupled weight decay for --optimizer adamw.")] = D.weight_decay,
     val_split: Annotated[float, typer.Option(help="Share of the training split held out for validation (0 for none).")] = D.val_split,
     seed: Annotated[int, typer.Option(envvar="MNIST_SEED", help="Seed for weights, shuffling, validation split and augmentation.")] = D.seed,
-    precision: Annotated[common.Precision, typer.Option(envvar="MNIST_PRECISION", help="Compute precision; mixed-bf16 is faster on CPUs with AVX512-BF16 or AMX, mixed-fp16 on GPUs.")] = common.Precision(D.precision),
+    precision: Annotated[common.Precision, typer.Option(envvar="MNIST_PRECISION", help="Compute precision; mixed-bf16 speeds the convnet up on CPUs with AVX512-BF16 or AMX (the small MLP is faster in float32), mixed-fp16 is for GPUs.")] = common.Precision(D.precision),
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts, rotations and zooms (and flips for fashion-mnist).")] = D.augment,
     log_every: Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")] = D.log_every,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
