@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,9 +211,9 @@ def server(tiny: Tiny) -> Iterator[MirrorServer]:
 
 
 @contextlib.contextmanager
-def _serve(files: dict[str, bytes]) -> Iterator[MirrorServer]:
+def _serve(files: dict[str, bytes], make_handler: Callable[[MirrorServer], type] | None = None) -> Iterator[MirrorServer]:
     state = MirrorServer(files)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), (make_handler or _handler)(state))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)

@@ -6,7 +6,6 @@ The loopback mirror and the tiny data set come from test_download.py; subprocess
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import http.server
 import json
@@ -15,9 +14,7 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -318,21 +315,6 @@ def _hostile_handler(state: MirrorServer) -> type[http.server.BaseHTTPRequestHan
     return Hostile
 
 
-@contextlib.contextmanager
-def _serve_hostile(files: dict[str, bytes]) -> Iterator[MirrorServer]:
-    state = MirrorServer(files)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _hostile_handler(state))
-    httpd.daemon_threads = True
-    state.port = httpd.server_address[1]
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-
-
 HOSTILE = [
     ("reset-at-once", "no valid answer"),
     ("reset-mid-body", "transfer broke"),
@@ -348,7 +330,7 @@ HOSTILE = [
 def test_hostile_mirror_costs_bounded_time_falls_through_and_fails_clearly_alone(
     tiny: Tiny, tmp_path: Path, mode: str, says: str
 ) -> None:
-    with _serve_hostile(tiny.gz) as hostile, _serve(tiny.gz) as good:
+    with _serve(tiny.gz, _hostile_handler) as hostile, _serve(tiny.gz) as good:
         hostile.modes["bad"] = mode
         started = time.monotonic()
         events: list[dl.Event] = []
