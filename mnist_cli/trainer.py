@@ -275,12 +275,11 @@ def _fit_locked(
     train_count, val_count = len(data.train_labels), len(data.val_labels)
     if train_count == 0:
         raise UsageError("the training split is empty", "lower --val-split or use a data set with training images")
-    steps_per_epoch = train_count // config.batch_size
-    remainder = train_count % config.batch_size
+    steps_per_epoch = -(-train_count // config.batch_size)  # the last, smaller batch counts too
 
     with placement.strategy.scope():
         model = models.build_model(config)
-        optimizer = models.build_optimizer(config, steps_per_epoch=steps_per_epoch + (1 if remainder else 0))
+        optimizer = models.build_optimizer(config, steps_per_epoch=steps_per_epoch)
         optimizer.build(model.trainable_variables)  # before the first step, so no variable is created in a trace
     state = checkpoints.LoopState()
     saver = checkpoints.RunCheckpoints(
@@ -303,7 +302,7 @@ def _fit_locked(
             config=config,
             resumed_from=resumed_from,
             start_epoch=int(state.epoch.numpy()),
-            steps_per_epoch=steps_per_epoch + (1 if remainder else 0),
+            steps_per_epoch=steps_per_epoch,
             train_count=train_count,
             val_count=val_count,
             strategy=placement.name,
@@ -435,13 +434,14 @@ def _train_epochs(
             position = end
             rate = samples / max(seconds, 1e-9)
             learning_rate = models.current_learning_rate(parts.optimizer)
+            step = global_step()  # one read of the optimizer's counter per chunk
             emit(
                 StepsDone(
                     epoch=epoch + 1,
                     epochs=config.epochs,
                     step=position,
                     steps=total_steps,
-                    global_step=global_step(),
+                    global_step=step,
                     loss=loss_sum / samples,
                     accuracy=correct / samples,
                     samples_per_second=rate,
@@ -449,11 +449,11 @@ def _train_epochs(
                 )
             )
             parts.writer.steps(
-                step=global_step(), loss=loss_sum / samples, accuracy=correct / samples, learning_rate=learning_rate, samples_per_second=rate
+                step=step, loss=loss_sum / samples, accuracy=correct / samples, learning_rate=learning_rate, samples_per_second=rate
             )
             if position < total_steps:
-                if config.checkpoint_every and global_step() % config.checkpoint_every == 0:
-                    saver.save(step=global_step())
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    saver.save(step=step)
                 if stop.requested:
                     save_and_stop(f"interrupted in epoch {epoch + 1} at step {position}/{total_steps}")
         _finish_epoch(config, data, epoch=epoch, seconds=epoch_seconds, parts=parts, emit=emit, history=history, run_dir=run_dir)

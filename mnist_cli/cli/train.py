@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -124,7 +125,8 @@ def _summary(result: Any) -> Table:
     return table
 
 
-_GIVEN = ("dataset", "model", "hidden", "loss", "optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "val_split", "seed", "precision", "augment", "log_every", "checkpoint_every", "keep_checkpoints")
+# Every hyperparameter can be given on the command line; the names come from the config itself.
+_GIVEN = tuple(field.name for field in dataclasses.fields(TrainConfig))
 
 
 @app.command()
