@@ -3,7 +3,7 @@
 Contenders, all on the walk-through's model (MLP 784-256-256-256-10, squared error on
 the logits, SGD 0.01), batch 32, the same training images (no validation split):
 
-  ours        mnist_cli.trainer.fit, exactly what `mnist train` runs (checkpoints,
+  ours        mnist_cli.training.trainer.fit, exactly what `mnist train` runs (checkpoints,
               TensorBoard summaries and all), in a temporary run directory
   keras-fit   Keras Model.fit with default settings (compile defaults: XLA "auto")
   keras-spe32 Keras Model.fit with steps_per_execution=32
@@ -52,7 +52,7 @@ PRECISION_RECIPES: dict[str, tuple[dict[str, Any], int]] = {
 
 def _worker(args: argparse.Namespace) -> None:
     channel = common.Channel()
-    from mnist_cli.tf_setup import import_tensorflow
+    from mnist_cli.core.tf_setup import import_tensorflow
 
     import_tensorflow()
     from mnist_cli.data import load_splits
@@ -64,8 +64,8 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _run_ours(args: argparse.Namespace, splits: Any, channel: common.Channel) -> None:
-    from mnist_cli import trainer
-    from mnist_cli.config import TrainConfig
+    from mnist_cli.training import trainer
+    from mnist_cli.core.config import TrainConfig
 
     fields = {"dataset": args.dataset, "epochs": args.epochs, "val_split": 0.0, **json.loads(args.config)}
     config = TrainConfig(**fields)
@@ -108,11 +108,11 @@ def _run_keras(args: argparse.Namespace, splits: Any, channel: common.Channel) -
     import keras
     import tensorflow as tf
 
-    from mnist_cli import model as models
-    from mnist_cli.config import TrainConfig
+    from mnist_cli.training import network
+    from mnist_cli.core.config import TrainConfig
 
     keras.utils.set_random_seed(0)
-    model = models.build_model(TrainConfig(dataset=args.dataset))  # the very same network, uint8 in
+    model = network.build_model(TrainConfig(dataset=args.dataset))  # the very same network, uint8 in
 
     def squared_error(labels: Any, logits: Any) -> Any:
         # The walk-through's loss; Keras averages it over the batch as the trainer does.

@@ -46,14 +46,14 @@ def main() -> None:
     if problem:
         sys.exit(f"error: {problem}")
 
-    from mnist_cli.tf_setup import import_tensorflow
+    from mnist_cli.core.tf_setup import import_tensorflow
 
     tf = import_tensorflow()
     import keras
     import numpy as np
 
-    from mnist_cli import checkpoints, model as models, steps, summaries
-    from mnist_cli.config import TrainConfig
+    from mnist_cli.training import checkpoints, network, steps, summaries
+    from mnist_cli.core.config import TrainConfig
     from mnist_cli.data import load_split
 
     if args.fit_epochs:
@@ -70,8 +70,8 @@ def main() -> None:
 
     def build(config: TrainConfig, *, xla: bool | None = None) -> Any:
         keras.utils.set_random_seed(0)
-        model = models.build_model(config)
-        optimizer = models.build_optimizer(config, steps_per_epoch=1875)
+        model = network.build_model(config)
+        optimizer = network.build_optimizer(config, steps_per_epoch=1875)
         optimizer.build(model.trainable_variables)
         chunk = steps.make_train_chunk(model, optimizer, config)
         if xla is not None:  # the same Python function, compiled the other way
@@ -116,7 +116,7 @@ def main() -> None:
         print(f"  {name:45s} {rate:>9,.0f} samples/s  ({rate / reference:.2f}x)  [{', '.join(f'{v:,.0f}' for v in values)}]")
 
     # Forward passes only (what evaluate runs), to set the training step beside them.
-    eval_model = models.build_model(base)
+    eval_model = network.build_model(base)
     eval_step = steps.make_eval_step(eval_model, base)
     eval_step(images[:1000], labels[:1000])
     began = time.perf_counter()
@@ -160,8 +160,8 @@ def _fit_breakdown(args: argparse.Namespace, tf: Any) -> None:
     import collections
     import functools
 
-    from mnist_cli import checkpoints, inference, steps, summaries, trainer
-    from mnist_cli.config import TrainConfig
+    from mnist_cli.training import checkpoints, scoring, steps, summaries, trainer
+    from mnist_cli.core.config import TrainConfig
     from mnist_cli.data import load_splits
 
     spent: dict[str, float] = collections.defaultdict(float)
@@ -196,9 +196,9 @@ def _fit_breakdown(args: argparse.Namespace, tf: Any) -> None:
         (checkpoints.RunCheckpoints, "save", timer("checkpoint save", checkpoints.RunCheckpoints.save)),
         (summaries.RunSummaries, "epoch", timer("epoch summaries (histograms, grids)", summaries.RunSummaries.epoch)),
         (summaries.RunSummaries, "steps", timer("per-chunk scalar summaries", summaries.RunSummaries.steps)),
-        (inference, "score", timer("validation scoring", inference.score)),
+        (scoring, "score", timer("validation scoring", scoring.score)),
         (trainer, "atomic_write_text", timer("history.json (atomic, fsync)", trainer.atomic_write_text)),
-        (trainer.models, "current_learning_rate", timer("learning-rate reads", trainer.models.current_learning_rate)),
+        (trainer.network, "current_learning_rate", timer("learning-rate reads", trainer.network.current_learning_rate)),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:

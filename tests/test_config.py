@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cli.config import TrainConfig, parse_hidden
-from mnist_cli.errors import ModelError, UsageError
+from mnist_cli.core.config import TrainConfig, parse_hidden
+from mnist_cli.core.errors import ModelError, UsageError
 
 
 def test_defaults_are_the_walkthrough_recipe() -> None:
@@ -72,7 +72,7 @@ def test_parse_hidden() -> None:
 
 
 def test_recipes_are_valid_configs_and_walkthrough_is_the_default() -> None:
-    from mnist_cli.config import RECIPES, recipe
+    from mnist_cli.core.config import RECIPES, recipe
 
     assert recipe("walkthrough") == {} and TrainConfig(**recipe("walkthrough")) == TrainConfig()
     for name in RECIPES:

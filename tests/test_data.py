@@ -18,7 +18,7 @@ from mnist_cli.data import (
     read_idx_labels,
     write_idx,
 )
-from mnist_cli.errors import DataError
+from mnist_cli.core.errors import DataError
 
 
 def _images(n: int = 5) -> np.ndarray:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_cli.config import TrainConfig
-from mnist_cli.errors import UsageError
+from mnist_cli.core.config import TrainConfig
+from mnist_cli.core.errors import UsageError
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -27,8 +27,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
-    from mnist_cli import checkpoints
-    from mnist_cli.model import build_model
+    from mnist_cli.training import checkpoints
+    from mnist_cli.training.network import build_model
 
     model = build_model(TrainConfig.load(run_dir))
     checkpoints.restore_weights(model, checkpoints.latest_in(run_dir / "checkpoints"))
@@ -86,7 +86,7 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(tmp_path: Path,
 
 
 def test_multi_worker_without_tf_config_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mnist_cli.distribute import make_placement
+    from mnist_cli.training.distribute import make_placement
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(UsageError, match="needs TF_CONFIG"):

@@ -28,10 +28,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_cli import data
-from mnist_cli import download as dl
+from mnist_cli.data import download as dl
 from mnist_cli.cli import app
 from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, DatasetSpec, FileSpec
-from mnist_cli.errors import BusyError, DownloadError, IntegrityError, LocalIOError, UsageError
+from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, LocalIOError, UsageError
 
 NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 OCTETS = "application/octet-stream"
@@ -685,7 +685,7 @@ def test_terminal_progress_bars_render(tiny: Tiny) -> None:
 
 
 def test_command_line_does_not_import_tensorflow() -> None:
-    code = "import sys, mnist_cli.cli, mnist_cli.download; print('tensorflow' in sys.modules)"
+    code = "import sys, mnist_cli.cli, mnist_cli.data.download; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

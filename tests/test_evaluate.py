@@ -14,10 +14,11 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mnist_cli import inference, loading
+from mnist_cli.training import scoring
+from mnist_cli.inference import loading
 from mnist_cli.cli import app
 from mnist_cli.data import load_split
-from mnist_cli.errors import MODEL, USAGE, ModelError
+from mnist_cli.core.errors import MODEL, USAGE, ModelError
 from conftest import write_tiny_dataset
 
 N_TEST = 1234  # not a multiple of the 1000-image batches: the remainder must be scored too
@@ -63,7 +64,7 @@ def test_images(data_dir: Path) -> np.ndarray:
 
 
 def logits_of(loaded: loading.Loaded, images: np.ndarray) -> np.ndarray:
-    return inference.predict_logits(loaded.predict_step, images)
+    return scoring.predict_logits(loaded.predict_step, images)
 
 
 # --------------------------------------------------------------------------- targets
@@ -279,7 +280,7 @@ def test_plain_output_shows_the_scores_the_matrix_and_the_confusions(run: Path, 
 
 def test_confusion_matrix_colours_errors_by_count(run: Path) -> None:
     from mnist_cli.cli import evaluate as command
-    from mnist_cli import evaluation
+    from mnist_cli.inference import evaluation
 
     loaded = loading.load(run)
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 2], dtype=np.uint8)
@@ -331,7 +332,7 @@ def test_a_bare_model_keras_is_evaluated_on_mnist_or_the_dataset_asked_for(run: 
 
 
 def test_eval_step_traces_once_across_batch_sizes(run: Path, data_dir: Path) -> None:
-    from mnist_cli import evaluation
+    from mnist_cli.inference import evaluation
 
     loaded = loading.load(run)
     images, labels = load_split(data_dir / "mnist", "test")

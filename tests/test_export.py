@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
-from mnist_cli.config import TrainConfig
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.data import load_splits
 
 runner = CliRunner()
@@ -19,7 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     from conftest import write_tiny_dataset
-    from mnist_cli import trainer
+    from mnist_cli.training import trainer
 
     root = tmp_path_factory.mktemp("export")
     data = write_tiny_dataset(root / "data" / "mnist")
@@ -29,7 +29,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndar
 
 
 def _checkpoint_logits(run: Path, images: np.ndarray) -> np.ndarray:
-    from mnist_cli import loading
+    from mnist_cli.inference import loading
 
     return loading.load(run).model(images, training=False).numpy()
 

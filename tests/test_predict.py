@@ -15,10 +15,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import pictures
-from mnist_cli import evaluation, loading
+from mnist_cli.inference import evaluation, loading
 from mnist_cli.cli import app
 from mnist_cli.data import DATASETS, load_split
-from mnist_cli.errors import INPUT, MODEL, USAGE
+from mnist_cli.core.errors import INPUT, MODEL, USAGE
 from conftest import write_tiny_dataset
 
 

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 import pictures
-from mnist_cli import preprocessing
+from mnist_cli.inference import preprocessing
 from mnist_cli.data import load_split
-from mnist_cli.errors import InputError
-from mnist_cli.preprocessing import iter_image_paths, load_image, preprocess, to_mnist
+from mnist_cli.core.errors import InputError
+from mnist_cli.inference.preprocessing import iter_image_paths, load_image, preprocess, to_mnist
 
 N_USER = 200  # test digits turned into user-style pictures, one variant each in turn
 VARIANT_NAMES = list(pictures.VARIANTS)

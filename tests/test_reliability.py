@@ -20,10 +20,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mnist_cli import data, loading, preprocessing
+from mnist_cli import data
+
+from mnist_cli.inference import loading, preprocessing
 from mnist_cli.cli import app
-from mnist_cli.config import CONFIG_FILE, TrainConfig
-from mnist_cli.errors import MODEL, USAGE, ModelError, UsageError
+from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.core.errors import MODEL, USAGE, ModelError, UsageError
 
 PACKAGE = Path(data.__file__).parent
 
@@ -277,7 +279,7 @@ def test_pillow_decompression_bomb_guard_stays_on_with_the_documented_cap(tmp_pa
     from PIL import Image
 
     import mnist_cli.cli  # noqa: F401 - everything a command imports has run
-    import mnist_cli.evaluation  # noqa: F401
+    import mnist_cli.inference.evaluation  # noqa: F401
 
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= preprocessing.MAX_PIXELS
     assert preprocessing.MAX_PIXELS == 40_000_000
@@ -312,7 +314,7 @@ def _state(latest: str, paths: list[str]) -> str:
 def test_a_checkpoint_state_file_cannot_lead_outside_its_run(
     finished_run: tuple[Path, Path], tmp_path: Path, how: str
 ) -> None:
-    from mnist_cli import checkpoints
+    from mnist_cli.training import checkpoints
 
     source, data_dir = finished_run
     run = tmp_path / "run"

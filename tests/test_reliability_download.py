@@ -22,9 +22,9 @@ from test_download import NAMES, OCTETS, MirrorServer, Tiny, _dead_port, _handle
 from test_reliability import clean_env, fill, invoke, one_error_line, tiny_registry_command, tmpfs
 
 from mnist_cli import data
-from mnist_cli import download as dl
+from mnist_cli.data import download as dl
 from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from mnist_cli.errors import DOWNLOAD, LOCAL_IO
+from mnist_cli.core.errors import DOWNLOAD, LOCAL_IO
 
 QUICK = dl.Settings(timeout=0.3, retries=2, backoff=0.0, sleep=lambda seconds: None, lock_timeout=20.0)
 

@@ -24,9 +24,9 @@ from conftest import write_tiny_dataset
 from PIL import Image
 from test_reliability import clean_env, finished_run, invoke, mnist_command, one_error_line  # noqa: F401 - a fixture
 
-from mnist_cli.config import CONFIG_FILE
+from mnist_cli.core.config import CONFIG_FILE
 from mnist_cli.data import TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from mnist_cli.errors import DATA, INPUT, LOCAL_IO, MODEL
+from mnist_cli.core.errors import DATA, INPUT, LOCAL_IO, MODEL
 
 # Data files ------------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ def test_a_bad_picture_fails_alone_with_exit_10_while_the_others_are_read(
 def test_unusual_but_valid_pictures_are_read_like_the_plain_8_bit_picture(
     finished_run: tuple[Path, Path], tmp_path: Path, kind: str
 ) -> None:
-    from mnist_cli.preprocessing import preprocess
+    from mnist_cli.inference.preprocessing import preprocess
 
     run, _ = finished_run
     plain, unusual = tmp_path / "plain.png", _picture(kind, tmp_path)

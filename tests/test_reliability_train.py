@@ -20,9 +20,9 @@ import pytest
 from conftest import write_tiny_dataset
 from test_reliability import clean_env, fill, invoke, mnist_command, one_error_line, tmpfs
 
-from mnist_cli import checkpoints
-from mnist_cli.config import TrainConfig
-from mnist_cli.errors import BUSY, INTERRUPTED, LOCAL_IO, MODEL
+from mnist_cli.training import checkpoints
+from mnist_cli.core.config import TrainConfig
+from mnist_cli.core.errors import BUSY, INTERRUPTED, LOCAL_IO, MODEL
 
 EPOCHS = 40  # never reached by the kill trials; the last resume stops one epoch later
 STEPS_PER_EPOCH = 27  # 270 training images (300 less 10% validation) in batches of 10
@@ -90,7 +90,7 @@ def _check_usable(run: Path, data_dir: Path) -> str | None:
             result = invoke("evaluate", str(run), "--data-dir", str(data_dir), "--quiet")
             assert result.exit_code == MODEL and "holds no checkpoint" in one_error_line(result.stderr)
         return None
-    from mnist_cli.model import build_model
+    from mnist_cli.training.network import build_model
 
     checkpoints.restore_weights(build_model(TrainConfig.load(run)), latest)
     result = invoke("evaluate", str(run), "--data-dir", str(data_dir), "--json", "--quiet")
@@ -110,7 +110,7 @@ def hit(path=""):
         count[0] += 1
         if count[0] == nth:
             os.kill(os.getpid(), signal.SIGKILL)
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.tf_setup import import_tensorflow
 import_tensorflow()
 from tensorflow.python.checkpoint import checkpoint_management as cm, functional_saver as fs
 if point == "shards-written-not-merged":
@@ -133,7 +133,7 @@ elif point == "old-one-half-deleted":
             hit(filespec)
     cm._delete_file_if_exists = delete
 elif point == "history-written-checkpoint-not":
-    from mnist_cli import trainer
+    from mnist_cli.training import trainer
     real_write = trainer.atomic_write_text
     def write(path, text):
         real_write(path, text)

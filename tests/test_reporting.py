@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_cli import reporting
+from mnist_cli.core import reporting
 from mnist_cli.data import DATASETS
-from mnist_cli.errors import LOCAL_IO, LocalIOError
-from mnist_cli.reporting import (
+from mnist_cli.core.errors import LOCAL_IO, LocalIOError
+from mnist_cli.core.reporting import (
     compute_metrics,
     confusion_matrix_image,
     digit_grid,

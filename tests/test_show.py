@@ -15,12 +15,12 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mnist_cli import explore
+from mnist_cli.data import explore
 from mnist_cli.cli import app
 from mnist_cli.cli.show import _spread_values, draw
 from mnist_cli.data import DATASETS, load_split
-from mnist_cli.errors import DOWNLOAD, USAGE, UsageError
-from mnist_cli.reporting import digit_grid
+from mnist_cli.core.errors import DOWNLOAD, USAGE, UsageError
+from mnist_cli.core.reporting import digit_grid
 from conftest import write_tiny_dataset
 
 FASHION = DATASETS["fashion-mnist"].class_names
@@ -262,7 +262,7 @@ def test_real_mnist_first_training_image_is_a_five(real_mnist_dir: Path, tmp_pat
 
 
 def test_show_does_not_import_tensorflow() -> None:
-    code = "import sys, mnist_cli.cli.show, mnist_cli.explore; print('tensorflow' in sys.modules)"
+    code = "import sys, mnist_cli.cli.show, mnist_cli.data.explore; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

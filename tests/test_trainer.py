@@ -11,12 +11,12 @@ import filelock
 import numpy as np
 import pytest
 
-from mnist_cli.config import TrainConfig
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.data import load_splits
-from mnist_cli.errors import BusyError, DivergedError, Interrupted, UsageError
+from mnist_cli.core.errors import BusyError, DivergedError, Interrupted, UsageError
 
-trainer = pytest.importorskip("mnist_cli.trainer")
-from mnist_cli import checkpoints, steps  # noqa: E402
+trainer = pytest.importorskip("mnist_cli.training.trainer")
+from mnist_cli.training import checkpoints, steps  # noqa: E402
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def splits(tiny_data_dir: Path):
 
 
 def _weights(run_dir: Path, config: TrainConfig) -> list[np.ndarray]:
-    from mnist_cli.model import build_model
+    from mnist_cli.training.network import build_model
 
     model = build_model(config)
     checkpoints.restore_weights(model, checkpoints.latest_in(run_dir / "checkpoints"))
@@ -174,7 +174,7 @@ def test_run_opens_in_tensorboard_with_every_summary(splits, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("precision", ["mixed-bf16", "mixed-fp16"])
 def test_mixed_precision_trains_with_float32_logits_and_weights(splits, tmp_path: Path, precision: str) -> None:
-    from mnist_cli import loading
+    from mnist_cli.inference import loading
 
     result = trainer.fit(FAST.replace(precision=precision, epochs=2), splits, run_dir=tmp_path / "run")
     assert result.test_accuracy > 0.3

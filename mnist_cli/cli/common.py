@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from mnist_cli import config, errors
+from mnist_cli.core import config, errors
 
 # Results go to standard output; progress, logs and errors to standard error,
 # so `--json` output and pipes stay clean.

@@ -23,7 +23,7 @@ from rich.progress import (
 from mnist_cli.cli import app, common
 
 if TYPE_CHECKING:
-    from mnist_cli import download as dl
+    from mnist_cli.data import download as dl
 
 MirrorOption = Annotated[
     Optional[list[str]],
@@ -74,7 +74,7 @@ class DownloadReporter:
         (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
 
     def __call__(self, event: dl.Event) -> None:
-        from mnist_cli import download as dl
+        from mnist_cli.data import download as dl
 
         if isinstance(event, dl.FileStarted):
             self._started(event)
@@ -137,7 +137,7 @@ def download(
     quiet: common.QuietOption = False,
 ) -> None:
     """Download a data set's four files, verify their digests, and skip files already verified."""
-    from mnist_cli import download as dl  # here, not at import: `mnist --help` stays fast
+    from mnist_cli.data import download as dl  # here, not at import: `mnist --help` stays fast
 
     reporter = None if quiet else DownloadReporter(common.err)
     with reporter.live() if reporter else contextlib.nullcontext():

@@ -30,7 +30,7 @@ def _cell_style(top: int, bottom: int) -> Style:
 
 def digit_lines(image: np.ndarray, *, colour: bool) -> list[Text]:
     """A digit as one text line per two pixel rows: half blocks in colour, else ASCII art."""
-    from mnist_cli import explore  # numpy: not needed for `mnist --help`
+    from mnist_cli.data import explore  # numpy: not needed for `mnist --help`
 
     if not colour:
         return [Text(line) for line in explore.ascii_art(image)]

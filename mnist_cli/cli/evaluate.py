@@ -15,7 +15,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from mnist_cli import runs
+from mnist_cli.core import runs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
 
@@ -59,8 +59,8 @@ def evaluate(
     quiet: common.QuietOption = False,
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
-    from mnist_cli import evaluation, loading  # imports TensorFlow
-    from mnist_cli.download import ensure_dataset
+    from mnist_cli.inference import evaluation, loading  # imports TensorFlow
+    from mnist_cli.data.download import ensure_dataset
 
     loaded = loading.load(target, runs_root=runs_root)
     name = dataset.value if dataset is not None else loaded.config.dataset

@@ -28,7 +28,7 @@ def export(
     json_output: common.JsonOption = False,
 ) -> None:
     """Export a trained model; the SavedModel's serving signature takes uint8 [N, 28, 28] images and scales them itself."""
-    from mnist_cli import export as exporting, loading  # imports TensorFlow
+    from mnist_cli.inference import export as exporting, loading  # imports TensorFlow
 
     loaded = loading.load(target, runs_root=runs_root)
     source = loaded.source

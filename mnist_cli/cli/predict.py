@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from mnist_cli import errors
+from mnist_cli.core import errors
 from mnist_cli.cli import app, common, drawing
 from mnist_cli.cli.evaluate import RunsRootOption
 
@@ -48,7 +48,7 @@ def predict(
     ] = False,
 ) -> None:
     """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
-    from mnist_cli import evaluation, loading  # imports TensorFlow
+    from mnist_cli.inference import evaluation, loading  # imports TensorFlow
 
     loaded = loading.load(checkpoint, runs_root=runs_root)
     items = evaluation.gather_pictures([str(image) for image in images], read_stdin=_read_stdin)
@@ -76,7 +76,7 @@ def predict(
 
 
 def _read_stdin() -> bytes:
-    from mnist_cli.preprocessing import MAX_FILE_BYTES
+    from mnist_cli.inference.preprocessing import MAX_FILE_BYTES
 
     stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
     if getattr(stream, "isatty", lambda: False)():

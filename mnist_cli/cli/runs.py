@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mnist_cli import runs as run_dirs
+from mnist_cli.core import runs as run_dirs
 from mnist_cli.cli import app, common
-from mnist_cli.config import TrainConfig
+from mnist_cli.core.config import TrainConfig
 
 Sort = enum.Enum("Sort", {name: name for name in run_dirs.SORT_KEYS}, type=str)
 

@@ -18,7 +18,7 @@ from mnist_cli.cli import app, common, drawing
 if TYPE_CHECKING:
     import numpy as np
 
-    from mnist_cli import explore
+    from mnist_cli.data import explore
 from mnist_cli.cli.download import DownloadReporter
 
 Split = enum.Enum("Split", {name: name for name in ("train", "test")}, type=str)
@@ -182,8 +182,10 @@ def show(
     On a colour terminal each image is drawn with half blocks, 28 columns x 14 rows; in a pipe or a file, as ASCII art. Missing data files are downloaded first.
     """
     # Imported here, not at module import, so that `mnist --help` stays fast.
-    from mnist_cli import data, explore, reporting
-    from mnist_cli.download import ensure_dataset
+    from mnist_cli import data
+    from mnist_cli.data import explore
+    from mnist_cli.core import reporting
+    from mnist_cli.data.download import ensure_dataset
 
     directory = data.dataset_dir(data_dir, dataset.value)
     if data.missing_files(directory, dataset.value):

@@ -14,10 +14,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mnist_cli import config as cfg
+from mnist_cli.core import config as cfg
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
-from mnist_cli.config import TrainConfig
+from mnist_cli.core.config import TrainConfig
 
 D = TrainConfig()  # every default comes from the config dataclass
 RUNS_ROOT_ENV = "MNIST_RUNS_DIR"
@@ -54,7 +54,7 @@ class _TrainReporter:
         (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
 
     def __call__(self, event: Any) -> None:
-        from mnist_cli import trainer
+        from mnist_cli.training import trainer
 
         if isinstance(event, trainer.TrainStarted):
             self.log_every = event.config.log_every
@@ -212,9 +212,9 @@ def train(
     }
     config = TrainConfig(**given)
 
-    from mnist_cli import distribute, trainer  # imports TensorFlow
-    from mnist_cli.data import load_splits
-    from mnist_cli.download import ensure_dataset
+    from mnist_cli.training import distribute, trainer  # imports TensorFlow
+    from mnist_cli.data.idx import load_splits
+    from mnist_cli.data.download import ensure_dataset
 
     run_path, config = trainer.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
     reporter = None if quiet else _TrainReporter(common.err)

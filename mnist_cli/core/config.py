@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.errors import UsageError
+from mnist_cli.core.errors import UsageError
 
 DATASETS = ("mnist", "fashion-mnist")
 MODELS = ("mlp", "cnn")
@@ -105,7 +105,7 @@ class TrainConfig:
 
     def save(self, run_dir: Path) -> Path:
         """Write `config.json` into a run directory (atomically)."""
-        from mnist_cli.fileio import atomic_write_text
+        from mnist_cli.core.fileio import atomic_write_text
 
         path = Path(run_dir) / CONFIG_FILE
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
@@ -114,7 +114,7 @@ class TrainConfig:
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
         """Read and validate `config.json` from a run directory."""
-        from mnist_cli.errors import ModelError
+        from mnist_cli.core.errors import ModelError
 
         path = Path(run_dir) / CONFIG_FILE
         try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.errors import UsageError
+from mnist_cli.core.errors import UsageError
 
 # Darkest to brightest; the digits are bright strokes on black, so ink gets the dense glyphs.
 ASCII_RAMP = " .:-=+*#%@"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cli.fileio import atomic_write_text, atomic_writer, io_error
+from mnist_cli.core.fileio import atomic_write_text, atomic_writer, io_error
 
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 MISCLASSIFIED_PNG = "misclassified.png"

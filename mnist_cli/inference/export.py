@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.errors import ModelError
-from mnist_cli.fileio import fsync_dir, io_error
-from mnist_cli.tf_setup import import_tensorflow, native_stderr_silenced
+from mnist_cli.core.errors import ModelError
+from mnist_cli.core.fileio import fsync_dir, io_error
+from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
 
 tf = import_tensorflow()
 
@@ -61,12 +61,12 @@ def check_images() -> np.ndarray:
 def export_model(model: Any, *, export_format: str, output: Path, overwrite: bool = False) -> ExportResult:
     """Write `model` in `export_format` to `output`, verified, replacing it only if `overwrite`."""
     if export_format not in FORMATS:
-        from mnist_cli.errors import UsageError
+        from mnist_cli.core.errors import UsageError
 
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {export_format!r}")
     output = Path(output)
     if output.exists() and not overwrite:
-        from mnist_cli.errors import UsageError
+        from mnist_cli.core.errors import UsageError
 
         raise UsageError(f"{output} already exists", "pass --force to replace it, or choose another --output")
     try:

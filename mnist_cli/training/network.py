@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_cli.config import TrainConfig
-from mnist_cli.data import NUM_CLASSES, ROWS, COLS
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.config import TrainConfig
+from mnist_cli.data.registry import COLS, NUM_CLASSES, ROWS
+from mnist_cli.core.tf_setup import import_tensorflow
 
 _POLICIES = {"float32": "float32", "mixed-bf16": "mixed_bfloat16", "mixed-fp16": "mixed_float16"}
 

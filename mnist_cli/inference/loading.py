@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_cli import runs
-from mnist_cli.config import CONFIG_FILE, TrainConfig
-from mnist_cli.errors import ModelError
+from mnist_cli.core import runs
+from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.core.errors import ModelError
 
 CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
 CHECKPOINT = "checkpoint"
@@ -99,14 +99,14 @@ class Loaded:
     @functools.cached_property
     def predict_step(self) -> Any:
         """The compiled logits function (built on first use, traced once)."""
-        from mnist_cli import steps
+        from mnist_cli.training import steps
 
         return steps.make_predict_step(self.model)
 
     @functools.cached_property
     def eval_step(self) -> Any:
         """The compiled (losses, logits) function with the run's loss (built on first use, traced once)."""
-        from mnist_cli import steps
+        from mnist_cli.training import steps
 
         return steps.make_eval_step(self.model, self.config)
 
@@ -145,7 +145,7 @@ def load(target: Path | str | None, *, runs_root: Path | None = None) -> Loaded:
             return _load_keras(resolved)
         return _load_checkpoint(resolved)
     except OSError as exc:  # a folder on the way that may not be read, for example
-        from mnist_cli.fileio import io_error
+        from mnist_cli.core.fileio import io_error
 
         raise io_error(exc, f"reading {target if target is not None else 'the most recent run'}") from None
 
@@ -258,9 +258,9 @@ def _load_checkpoint(target: Target) -> Loaded:
         )
     config = TrainConfig.load(target.config_file.parent)
 
-    from mnist_cli import checkpoints
-    from mnist_cli.model import build_model
-    from mnist_cli.tf_setup import import_tensorflow
+    from mnist_cli.training import checkpoints
+    from mnist_cli.training.network import build_model
+    from mnist_cli.core.tf_setup import import_tensorflow
 
     tf = import_tensorflow()
     model = build_model(config)
@@ -309,7 +309,7 @@ def _stored_int(tf: Any, prefix: str, name: str) -> int | None:
 
 def _load_keras(target: Target) -> Loaded:
     config = TrainConfig.load(target.config_file.parent) if target.config_file else TrainConfig()
-    from mnist_cli.tf_setup import import_tensorflow
+    from mnist_cli.core.tf_setup import import_tensorflow
 
     import_tensorflow()
     import keras

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from mnist_cli.errors import InputError
+from mnist_cli.core.errors import InputError
 
 # Pillow's own guard (Image.MAX_IMAGE_PIXELS, about 89 megapixels) stays on; this cap
 # is lower because a digit never needs more and 40 megapixels of RGB is ~120 MB decoded.

@@ -10,10 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli import data, inference, reporting
-from mnist_cli.errors import InputError, UsageError
-from mnist_cli.loading import Loaded, Source
-from mnist_cli.preprocessing import iter_image_paths, preprocess
+from mnist_cli import data
+
+from mnist_cli.training import scoring
+
+from mnist_cli.core import reporting
+from mnist_cli.core.errors import InputError, UsageError
+from mnist_cli.inference.loading import Loaded, Source
+from mnist_cli.inference.preprocessing import iter_image_paths, preprocess
 
 # The trainer scores the test split in batches of 1000 (trainer.EVAL_BATCH); the same
 # batches give bit-identical logits, so `evaluate` reproduces `train`'s figures exactly.
@@ -35,11 +39,11 @@ def probabilities(logits: np.ndarray, *, loss: str) -> np.ndarray:
     """
     logits = np.asarray(logits, dtype=np.float64)
     if loss != "mse":
-        return inference.softmax(logits)
+        return scoring.softmax(logits)
     clipped = np.clip(logits, 0.0, None)
     totals = clipped.sum(axis=-1, keepdims=True)
     # All outputs <= 0 (a picture unlike any digit) says nothing; softmax keeps the ranking.
-    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), inference.softmax(logits))
+    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), scoring.softmax(logits))
 
 
 # --- evaluate ---------------------------------------------------------------------------------
@@ -135,7 +139,7 @@ def evaluate(
     if on_event:
         on_event(Scoring(dataset=dataset, split=split, count=len(labels), source=loaded.source))
     began = time.perf_counter()
-    scores = inference.score(loaded.eval_step, images, labels, batch_size=batch_size)
+    scores = scoring.score(loaded.eval_step, images, labels, batch_size=batch_size)
     metrics = reporting.compute_metrics(
         labels, scores.predictions, class_names=data.dataset_spec(dataset).class_names, loss=scores.loss
     )
@@ -295,7 +299,7 @@ def predict_pictures(
     predictions: dict[int, Prediction] = {}
     if good:
         images = np.stack([read[index] for index in good]).astype(np.uint8, copy=False)
-        logits = inference.predict_logits(loaded.predict_step, images, batch_size=batch_size)
+        logits = scoring.predict_logits(loaded.predict_step, images, batch_size=batch_size)
         probs = probabilities(logits, loss=loaded.config.loss)
         for row, index in enumerate(good):
             predictions[index] = Prediction(items[index].path, images[row], probs[row], class_names)

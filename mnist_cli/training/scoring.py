@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 

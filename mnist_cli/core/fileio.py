@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from mnist_cli.errors import LocalIOError
+from mnist_cli.core.errors import LocalIOError
 
 
 def io_error(exc: OSError, what: str) -> LocalIOError:

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from mnist_cli.errors import UsageError
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.errors import UsageError
+from mnist_cli.core.tf_setup import import_tensorflow
 
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 

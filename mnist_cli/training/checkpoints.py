@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.errors import LocalIOError, ModelError
-from mnist_cli.fileio import io_error
-from mnist_cli.runs import BEST_DIR, CHECKPOINTS_DIR
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.errors import LocalIOError, ModelError
+from mnist_cli.core.fileio import io_error
+from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
+from mnist_cli.core.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.config import CONFIG_FILE, TrainConfig
-from mnist_cli.errors import LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.core.errors import LocalIOError, MnistError, ModelError, UsageError
 
 HISTORY_FILE = "history.json"
 RESULT_FILE = "result.json"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mnist_cli.config import TrainConfig
-from mnist_cli.data import COLS, NUM_CLASSES, ROWS
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.config import TrainConfig
+from mnist_cli.data.registry import COLS, NUM_CLASSES, ROWS
+from mnist_cli.core.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -22,16 +22,16 @@ from typing import Any
 import filelock
 import numpy as np
 
-from mnist_cli import runs
-from mnist_cli.config import CONFIG_FILE, TrainConfig
-from mnist_cli.data import Splits
-from mnist_cli.errors import BusyError, DivergedError, Interrupted, ModelError, UsageError
-from mnist_cli.fileio import atomic_write_text, io_error
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core import runs
+from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.data.idx import Splits
+from mnist_cli.core.errors import BusyError, DivergedError, Interrupted, ModelError, UsageError
+from mnist_cli.core.fileio import atomic_write_text, io_error
+from mnist_cli.core.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 
-from mnist_cli import checkpoints, distribute, inference, model as models, steps, summaries  # noqa: E402
+from mnist_cli.training import checkpoints, distribute, scoring, network, steps, summaries  # noqa: E402
 
 EVAL_BATCH = 1000
 
@@ -278,8 +278,8 @@ def _fit_locked(
     steps_per_epoch = -(-train_count // config.batch_size)  # the last, smaller batch counts too
 
     with placement.strategy.scope():
-        model = models.build_model(config)
-        optimizer = models.build_optimizer(config, steps_per_epoch=steps_per_epoch)
+        model = network.build_model(config)
+        optimizer = network.build_optimizer(config, steps_per_epoch=steps_per_epoch)
         optimizer.build(model.trainable_variables)  # before the first step, so no variable is created in a trace
     state = checkpoints.LoopState()
     saver = checkpoints.RunCheckpoints(
@@ -330,7 +330,7 @@ def _fit_locked(
         best_checkpoint = saver.restore_best()
         checkpoint_used = best_checkpoint or saver.latest.latest_checkpoint
         emit(Testing(count=len(data.test_labels), checkpoint=checkpoint_used))
-        test = inference.score(eval_step, data.test_images, data.test_labels, batch_size=EVAL_BATCH)
+        test = scoring.score(eval_step, data.test_images, data.test_labels, batch_size=EVAL_BATCH)
         writer.test(epoch=completed, accuracy=test.accuracy, loss=test.loss)
     finally:
         writer.close()
@@ -433,7 +433,7 @@ def _train_epochs(
             state.step_in_epoch.assign(end)
             position = end
             rate = samples / max(seconds, 1e-9)
-            learning_rate = models.current_learning_rate(parts.optimizer)
+            learning_rate = network.current_learning_rate(parts.optimizer)
             step = global_step()  # one read of the optimizer's counter per chunk
             emit(
                 StepsDone(
@@ -485,7 +485,7 @@ def _finish_epoch(
     val = None
     val_scores = None
     if len(data.val_labels):
-        val_scores = inference.score(parts.eval_step, data.val_images, data.val_labels, batch_size=EVAL_BATCH)
+        val_scores = scoring.score(parts.eval_step, data.val_images, data.val_labels, batch_size=EVAL_BATCH)
         val = {"loss": val_scores.loss, "accuracy": val_scores.accuracy}
     is_best = val is not None and val["accuracy"] > float(state.best_val_accuracy.numpy())
     state.epoch.assign(epoch + 1)
@@ -496,7 +496,7 @@ def _finish_epoch(
     if is_best:
         state.best_val_accuracy.assign(val["accuracy"])
         state.best_epoch.assign(epoch + 1)
-    learning_rate = models.current_learning_rate(parts.optimizer)
+    learning_rate = network.current_learning_rate(parts.optimizer)
     entry = {
         "epoch": epoch + 1,
         "train_loss": train["loss"],
@@ -544,7 +544,7 @@ def _finish_epoch(
 
 def _export_keras(model: Any, path: Path) -> None:
     # Keras insists on the .keras suffix, so the temporary file keeps it.
-    from mnist_cli.fileio import fsync_dir
+    from mnist_cli.core.fileio import fsync_dir
 
     temporary = path.with_name(f".{path.stem}.tmp.keras")
     try:

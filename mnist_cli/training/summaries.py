@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.config import TrainConfig, format_hidden
-from mnist_cli.reporting import digit_grid_array, misclassified
-from mnist_cli.tf_setup import import_tensorflow
+from mnist_cli.core.config import TrainConfig, format_hidden
+from mnist_cli.core.reporting import digit_grid_array, misclassified
+from mnist_cli.core.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -41,9 +41,9 @@ from typing import Any, BinaryIO
 import filelock
 
 from mnist_cli import __version__
-from mnist_cli.data import DatasetSpec, FileSpec, dataset_dir, dataset_spec, missing_files
-from mnist_cli.errors import BusyError, DownloadError, IntegrityError, UsageError
-from mnist_cli.fileio import atomic_write_text, fsync_dir, io_error
+from mnist_cli.data.registry import DatasetSpec, FileSpec, dataset_dir, dataset_spec, missing_files
+from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, UsageError
+from mnist_cli.core.fileio import atomic_write_text, fsync_dir, io_error
 
 MIRROR_ENV = "MNIST_MIRROR"
 LOCK_NAME = ".lock"
