@@ -154,6 +154,7 @@ CHOSEN_KILLS = {
 }
 
 
+@pytest.mark.slow  # about two minutes: twenty trainings killed and resumed
 def test_kill_9_at_random_moments_then_resume_continues_from_the_last_complete_checkpoint(
     tmp_path: Path, data_dir: Path
 ) -> None:
