@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import re
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.safeio import UnsafeFile, read_json
 
 HISTORY_FILE = "history.json"
 RESULT_FILE = "result.json"
@@ -25,6 +27,8 @@ RUNS_DIR_ENV = "MNIST_RUNS_DIR"
 __all__ = [
     "BEST_DIR",
     "BROKEN",
+    "CHECKPOINT_STATE",
+    "CheckpointState",
     "FINISHED",
     "INTERRUPTED",
     "RUNNING",
@@ -38,8 +42,11 @@ __all__ = [
     "RUNS_DIR_ENV",
     "RunSummary",
     "SORT_KEYS",
+    "checkpoints_in",
     "latest_run",
     "list_runs",
+    "load_history",
+    "read_checkpoint_state",
     "runs_root",
 ]
 
@@ -56,7 +63,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    # Regular files only, size- and depth-capped: a run directory is untrusted input.
+    return read_json(path)
 
 
 def run_started(run_dir: Path) -> datetime | None:
@@ -64,7 +72,7 @@ def run_started(run_dir: Path) -> datetime | None:
     run_dir = Path(run_dir)
     try:
         started = _parse_time(_read_json(run_dir / RESULT_FILE).get("started"))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # UnsafeFile is a ValueError
         started = None
     if started is not None:
         return started
@@ -157,7 +165,11 @@ def is_running(run_dir: Path) -> bool:
 
     lock_path = Path(run_dir) / LOCK_FILE
     # The trainer creates the lock file; without one nothing holds it, and probing would create it.
-    if not lock_path.is_file():
+    # Only a regular file is probed (lstat: a symlink, FIFO or directory is nobody's lock).
+    try:
+        if not stat.S_ISREG(os.lstat(lock_path).st_mode):
+            return False
+    except OSError:
         return False
     lock = FileLock(lock_path, timeout=0)
     try:
@@ -186,18 +198,60 @@ def _load_object_file(path: Path, what: type) -> Any:
         value = _read_json(path)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _Broken(f"{path.name} is not valid JSON: {exc}") from None
+    except UnsafeFile as exc:
+        raise _Broken(f"{path.name} {exc}") from None
+    except OSError as exc:
+        raise _Broken(f"{path.name} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(value, what):
         raise _Broken(f"{path.name} is not a JSON {'object' if what is dict else 'list'}")
     return value
 
 
+# history.json's fields: (name, integer?, may be null). Every entry the trainer writes has them all.
+_HISTORY_FIELDS = (
+    ("epoch", True, False),
+    ("train_loss", False, False),
+    ("train_accuracy", False, False),
+    ("val_loss", False, True),
+    ("val_accuracy", False, True),
+    ("lr", False, False),
+    ("seconds", False, False),
+    ("samples", True, False),
+    ("samples_per_second", False, False),
+)
+
+
+def _check_history(history: list[Any]) -> list[dict[str, Any]]:
+    for index, entry in enumerate(history):
+        where = f"{HISTORY_FILE} entry {index + 1}"
+        if not isinstance(entry, dict):
+            raise _Broken(f"{where} is not an object")
+        for name, integer, nullable in _HISTORY_FIELDS:
+            value = entry.get(name)
+            if value is None and nullable and name in entry:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
+                raise _Broken(f"{where}: {name!r} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
+        if entry["epoch"] != index + 1:
+            raise _Broken(f"{where} is for epoch {entry['epoch']}, expected {index + 1}")
+    return history
+
+
 def _load_history(run_dir: Path) -> list[dict[str, Any]] | None:
     history = _load_object_file(run_dir / HISTORY_FILE, list)
-    if history is not None and not all(isinstance(epoch, dict) for epoch in history):
-        raise _Broken(f"{HISTORY_FILE} holds something other than per-epoch objects")
-    return history
+    return None if history is None else _check_history(history)
+
+
+def load_history(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's history.json, checked entry by entry ([] when there is none); ModelError when damaged."""
+    run_dir = Path(run_dir)
+    try:
+        return _load_history(run_dir) or []
+    except _Broken as exc:
+        raise ModelError(
+            f"{run_dir}{os.sep}{exc}",  # the reason starts with the file's name
+            "restore it from a backup, or move it away to resume without the per-epoch log",
+        ) from None
 
 
 def summarize_run(run_dir: Path) -> RunSummary:
@@ -280,3 +334,87 @@ def list_runs(root: Path, *, sort: str = "date") -> list[RunSummary]:
     # Hidden folders are not runs (editor and tool state, for example).
     runs = [summarize_run(child) for child in children if child.is_dir() and not child.name.startswith(".")]
     return sorted(runs, key=_sort_key(sort))
+
+
+# --------------------------------------------------------------------------- checkpoint state files
+
+CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
+_STATE_LIMIT = 1024 * 1024  # a state file lists a few checkpoints; a real one is a few hundred bytes
+_STATE_LINE = re.compile(r'^\s*([a-z_]+)\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|([-+0-9.eE]+))\s*$')
+_STATE_PATHS = ("model_checkpoint_path", "all_model_checkpoint_paths")
+_STATE_NUMBERS = ("all_model_checkpoint_timestamps", "last_preserved_timestamp")
+_CHECKPOINT_NAME = re.compile(r"^.+-(\d+)$")  # ckpt-N, or any prefix-N a user saved
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """A checkpoint directory's state file: the newest checkpoint and every one it records, as written."""
+
+    latest: str
+    paths: tuple[str, ...]
+
+
+def checkpoints_in(directory: Path) -> list[str]:
+    """The complete-looking checkpoints (name-N with an .index) in a directory, oldest first."""
+    found = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    for name in names:
+        match = _CHECKPOINT_NAME.match(name[: -len(".index")]) if name.endswith(".index") else None
+        if match:
+            found.append((int(match.group(1)), name[: -len(".index")]))
+    return [name for _, name in sorted(found)]
+
+
+def state_refused(state: Path, reason: str) -> ModelError:
+    """The error for a checkpoint state file that cannot be used, saying which checkpoints are there."""
+    present = checkpoints_in(state.parent)
+    if present:
+        hint = (
+            f"checkpoints there: {', '.join(present)}; to use the newest, replace {state} "
+            f"with the single line: model_checkpoint_path: \"{present[-1]}\""
+        )
+    else:
+        hint = f"no checkpoint is left in {state.parent}; move the folder away and train again"
+    return ModelError(f"{state} {reason}; refusing to use it", hint)
+
+
+def read_checkpoint_state(directory: Path) -> CheckpointState | None:
+    """Parse a checkpoint directory's state file strictly; None when there is none, ModelError when it is damaged."""
+    state = Path(directory) / CHECKPOINT_STATE
+    try:
+        text = _read_small_text(state)
+    except FileNotFoundError:
+        return None
+    except UnsafeFile as exc:
+        raise state_refused(state, str(exc)) from None
+    except OSError as exc:
+        raise state_refused(state, f"cannot be read ({exc.strerror or exc})") from None
+    latest: str | None = None
+    paths: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _STATE_LINE.match(line)
+        key = match.group(1) if match else None
+        is_path = match is not None and match.group(2) is not None and key in _STATE_PATHS
+        is_number = match is not None and match.group(3) is not None and key in _STATE_NUMBERS
+        if not (is_path or is_number):
+            raise state_refused(state, f"is damaged (line {number} is not a checkpoint record)")
+        if is_path:
+            value = match.group(2).replace("\\\\", "\\").replace('\\"', '"')
+            paths.append(value)
+            if key == "model_checkpoint_path":
+                latest = value
+    if latest is None:
+        raise state_refused(state, "names no checkpoint")
+    return CheckpointState(latest=latest, paths=tuple(paths))
+
+
+def _read_small_text(path: Path) -> str:
+    """A small UTF-8 text file from a run directory (regular file only, size-capped)."""
+    from mnist_cli.core.safeio import read_text
+
+    return read_text(path, limit=_STATE_LIMIT)

@@ -19,13 +19,12 @@ from mnist_cli.core import runs
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import ModelError
 
-CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
+CHECKPOINT_STATE = runs.CHECKPOINT_STATE
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
 
 _STEP = re.compile(r"-(\d+)$")
 _DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
-_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.MULTILINE)
 _TARGETS = "a run directory, a checkpoint directory, a checkpoint prefix (runs/x/checkpoints/ckpt-7) or a model.keras file"
 
 
@@ -164,35 +163,22 @@ def _checkpoint_step(prefix: Path) -> int | None:
 
 def _newest_checkpoint(directory: Path) -> Path | None:
     """The checkpoint a directory's state file names (looked up inside the directory only), else its highest-numbered one."""
-    state = directory / CHECKPOINT_STATE
-    if state.is_file():
-        try:
-            text = state.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{state} cannot be read: {exc}", "it may be corrupt; point at a checkpoint prefix instead") from None
-        match = _STATE_LINE.search(text)
-        if match is None:
-            raise ModelError(f"{state} names no checkpoint", "it may be corrupt; point at a checkpoint prefix instead")
+    state = runs.read_checkpoint_state(directory)  # strict: a damaged state file is refused, listing what is there
+    if state is not None:
         # Only the file name is used: a run that was moved keeps working, and a state file
         # can never send the loader outside the directory it sits in.
-        name = Path(match.group(1).replace("\\\\", "\\").replace('\\"', '"')).name
+        name = Path(state.latest).name
         prefix = directory / name
         if not Path(f"{prefix}.index").is_file():
+            present = runs.checkpoints_in(directory)
             raise ModelError(
-                f"{state} names {name}, but {prefix}.index is missing",
-                "the checkpoint is partial; point at another checkpoint prefix in the directory, or train again",
+                f"{directory / CHECKPOINT_STATE} names {name}, but {prefix}.index is missing",
+                "the checkpoint is partial; "
+                + (f"point at another one in the directory ({', '.join(present)})" if present else "train again"),
             )
         return prefix
-    numbered = []
-    try:
-        candidates = list(directory.glob("*.index"))
-    except OSError:
-        candidates = []
-    for index_file in candidates:
-        step = _checkpoint_step(index_file.with_suffix(""))
-        if step is not None:
-            numbered.append((step, index_file.with_suffix("")))
-    return max(numbered)[1] if numbered else None
+    present = runs.checkpoints_in(directory)
+    return directory / present[-1] if present else None
 
 
 def _find_config(start: Path) -> Path | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mnist_cli.core.errors import LocalIOError, ModelError
 from mnist_cli.core.fileio import io_error
+from mnist_cli.core import runs
 from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
 
@@ -133,30 +134,40 @@ def restore_weights(model: Any, path: str) -> None:
 
 
 def latest_in(directory: Path) -> str | None:
-    """The newest checkpoint prefix recorded in a checkpoint directory, if any; never one outside it."""
-    _check_state(directory)
-    try:
-        return tf.train.latest_checkpoint(str(directory))
-    except (tf.errors.OpError, ValueError):
-        return None
+    """The newest checkpoint prefix recorded in a checkpoint directory, if any; never one outside it.
 
-
-def _check_state(directory: Path) -> None:
-    """Refuse a checkpoint state file that names files outside its own directory."""
-    try:
-        state = tf.train.get_checkpoint_state(str(directory))
-    except (tf.errors.OpError, ValueError):
-        return  # an unreadable state file counts as none
+    A state file that is damaged, or that records a checkpoint whose files are gone, is a
+    ModelError: starting again from nothing would overwrite a run that only needs repair.
+    """
+    state = _check_state(directory)
     if state is None:
-        return
+        return None
+    try:
+        path = tf.train.latest_checkpoint(str(directory))
+    except (tf.errors.OpError, ValueError):
+        path = None
+    if path is None:
+        raise runs.state_refused(Path(directory) / runs.CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
+    return path
+
+
+def _check_state(directory: Path) -> runs.CheckpointState | None:
+    """Refuse a checkpoint state file that is damaged or names files outside its own directory."""
+    # Parsed strictly without TF first: TF would block on a FIFO, read a huge file whole,
+    # and treat an unparsable file as "no checkpoint" (logging a warning).
+    state = runs.read_checkpoint_state(directory)
+    if state is None:
+        return None
     inside = os.path.normpath(str(directory))
     # TF joins relative paths to the directory itself; an absolute path or `..` leads elsewhere.
-    for path in (state.model_checkpoint_path, *state.all_model_checkpoint_paths):
-        if os.path.dirname(os.path.normpath(path)) != inside:
+    for path in state.paths:
+        joined = path if os.path.isabs(path) else os.path.join(str(directory), path)
+        if os.path.dirname(os.path.normpath(joined)) != inside:
             raise ModelError(
                 f"{Path(directory) / 'checkpoint'} names {path}, outside {directory}; refusing to use it",
                 "the run directory was altered or is not from `mnist train`; train again, or point at a checkpoint prefix inside it",
             )
+    return state
 
 
 def _remove_unrecorded(directory: Path, step: int) -> None:
