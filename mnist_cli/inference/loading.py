@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,13 +301,12 @@ def _load_keras(target: Target) -> Loaded:
     import_tensorflow()
     import keras
 
-    if not zipfile.is_zipfile(target.path):
-        raise ModelError(
-            f"{target.path} is not a Keras model file (a .keras file is a zip archive)",
-            "it may be truncated or corrupt; export it again with `mnist export`, or use the run's checkpoints",
-        )
+    _check_archive(target.path)
     try:
-        model = keras.saving.load_model(target.path, safe_mode=True, compile=False)
+        # Keras warns (on stderr) about members it skips; _check_archive refused those already.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(target.path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for damaged or foreign files
         raise ModelError(
             f"{target.path} cannot be loaded as a Keras model: {_first_line(exc)}",
@@ -324,6 +324,49 @@ def _load_keras(target: Target) -> Loaded:
         step=None,
     )
     return Loaded(model=model, config=config, source=source, config_known=target.config_file is not None)
+
+
+# Bounds on a .keras archive, checked from its directory before Keras reads a member: the
+# JSON members of a model.keras are a few kilobytes, the weights of the largest allowed
+# network well under the total cap. zipfile stops reading a member at its declared size,
+# so a member cannot expand past what the directory says.
+KERAS_JSON_LIMIT = 4 * 1024 * 1024
+KERAS_TOTAL_LIMIT = 2 * 1024 * 1024 * 1024
+KERAS_MAX_MEMBERS = 256
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a .keras file that is not a regular zip file of sane, bounded, relative members."""
+    from mnist_cli.core.safeio import UnsafeFile, check_regular
+
+    fix = "export it again with `mnist export`, or use the run's checkpoints"
+    try:
+        check_regular(path)
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except UnsafeFile as exc:
+        raise ModelError(f"{path} {exc}", fix) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive)", f"it may be truncated or corrupt; {fix}") from None
+    if len(members) > KERAS_MAX_MEMBERS:
+        raise ModelError(f"{path} holds {len(members)} files, more than a Keras model has", fix)
+    total = 0
+    for member in members:
+        name = member.filename
+        if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/") or any(ord(c) < 32 for c in name):
+            raise ModelError(f"{path} holds a file with an unsafe name ({_quoted(name)}); refusing it", fix)
+        limit = KERAS_JSON_LIMIT if name.endswith(".json") else KERAS_TOTAL_LIMIT
+        total += member.file_size
+        if member.file_size > limit or total > KERAS_TOTAL_LIMIT:
+            raise ModelError(
+                f"{path}: {_quoted(name)} expands to {member.file_size:,} bytes, over the {limit:,}-byte cap; refusing it",
+                fix,
+            )
+
+
+def _quoted(text: str) -> str:
+    """A file name from an archive, quoted with its control characters escaped."""
+    return repr(text[:200])
 
 
 def _check_io(model: Any, path: Path) -> None:

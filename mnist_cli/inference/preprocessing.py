@@ -148,16 +148,21 @@ def _read_source(source: Path | bytes, label: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
+        from mnist_cli.core.safeio import UnsafeFile, open_regular
+
         path = Path(source)
         try:
             if path.is_dir():
                 raise IsADirectoryError
-            with open(path, "rb") as handle:
+            # A FIFO or device is refused from its type, never waited on or read without end.
+            with open_regular(path) as handle:
                 data = handle.read(MAX_FILE_BYTES + 1)
         except FileNotFoundError:
             raise InputError(f"{label} does not exist", "check the path") from None
         except IsADirectoryError:
             raise InputError(f"{label} is a directory, not an image", "give the image files inside it") from None
+        except UnsafeFile as exc:
+            raise InputError(f"{label} {exc}", "give a picture file; pipe other sources in with -") from None
         except PermissionError:
             raise InputError(f"{label} cannot be read: permission denied", "check the file's permissions") from None
         except OSError as exc:
