@@ -28,6 +28,8 @@ CONFIG_FILE = "config.json"
 # in memory at once; step counts are int64 variables and chunk lengths int32.
 MAX_LAYERS = 32
 MAX_LAYER_SIZE = 16_384
+# With the optimizer's slots that is about 2.4 GB of float32, far past what MNIST needs.
+MAX_WEIGHTS = 200_000_000
 MAX_SEED = 2**32 - 1
 MAX_BATCH_SIZE = 65_536
 MAX_EPOCHS = 100_000
@@ -87,6 +89,12 @@ class TrainConfig:
             raise UsageError(
                 f"--hidden must be positive layer sizes (at most {MAX_LAYERS} layers of at most {MAX_LAYER_SIZE:,} units), got {format_hidden(self.hidden)!r}",
                 "for example --hidden 256,256,256",
+            )
+        weights = sum(a * b for a, b in zip((784, *self.hidden), (*self.hidden, 10)))
+        if self.model == "mlp" and weights > MAX_WEIGHTS:
+            raise UsageError(
+                f"--hidden {format_hidden(self.hidden)} makes {weights:,} weights, more than the {MAX_WEIGHTS:,} allowed",
+                "use smaller layers, for example --hidden 1024,1024",
             )
         for name, low, high in _INT_RANGES:
             _check_number(name.replace("_", "-"), getattr(self, name), minimum=low, maximum=high, integer=True)

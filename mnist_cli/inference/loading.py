@@ -296,7 +296,7 @@ def _stored_int(tf: Any, prefix: str, name: str) -> int | None:
 
 def _load_keras(target: Target) -> Loaded:
     config = TrainConfig.load(target.config_file.parent) if target.config_file else TrainConfig()
-    from mnist_cli.core.tf_setup import import_tensorflow
+    from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
 
     import_tensorflow()
     import keras
@@ -304,7 +304,7 @@ def _load_keras(target: Target) -> Loaded:
     _check_archive(target.path)
     try:
         # Keras warns (on stderr) about members it skips; _check_archive refused those already.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), native_stderr_silenced():  # h5py/HDF5 diagnostics too
             warnings.simplefilter("ignore")
             model = keras.saving.load_model(target.path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for damaged or foreign files

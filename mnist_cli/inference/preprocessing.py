@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnist_cli.core.errors import InputError
+from mnist_cli.core.tf_setup import native_stderr_silenced
 
 # Pillow's own guard (Image.MAX_IMAGE_PIXELS, about 89 megapixels) stays on; this cap
 # is lower because a digit never needs more and 40 megapixels of RGB is ~120 MB decoded.
@@ -74,9 +75,12 @@ def load_image(source: Path | bytes, *, name: str | None = None) -> Image.Image:
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=_FORMATS)
-            _check_pixels(image.size, label)
-            image.load()
+            # libtiff writes its complaints ("ZIPDecode: Not enough data") straight to file
+            # descriptor 2; the damage is reported below as one line instead.
+            with native_stderr_silenced():
+                image = Image.open(io.BytesIO(data), formats=_FORMATS)
+                _check_pixels(image.size, label)
+                image.load()
         except InputError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
