@@ -58,10 +58,12 @@ def evaluate(
     quiet: common.QuietOption = False,
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
-    from mnist_cli.inference import evaluation, loading  # imports TensorFlow
-    from mnist_cli.data.download import ensure_dataset
+    from mnist_cli.inference import loading  # TensorFlow only once a model is really loaded
 
     loaded = loading.load(target, runs_root=runs_root)
+    from mnist_cli.data.download import ensure_dataset
+    from mnist_cli.inference import evaluation
+
     name = dataset.value if dataset is not None else loaded.config.dataset
     if not quiet:
         if json_output:  # the plain summary names the model itself

@@ -296,12 +296,12 @@ def _stored_int(tf: Any, prefix: str, name: str) -> int | None:
 
 def _load_keras(target: Target) -> Loaded:
     config = TrainConfig.load(target.config_file.parent) if target.config_file else TrainConfig()
+    _check_archive(target.path)  # before TensorFlow is imported: a bad file fails in a blink
     from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
 
     import_tensorflow()
     import keras
 
-    _check_archive(target.path)
     try:
         # Keras warns (on stderr) about members it skips; _check_archive refused those already.
         with warnings.catch_warnings(), native_stderr_silenced():  # h5py/HDF5 diagnostics too
