@@ -27,7 +27,7 @@ from mnist_cli.cli import app
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import MODEL, USAGE, ModelError, UsageError
 
-PACKAGE = Path(data.__file__).parent
+PACKAGE = Path(data.__file__).parent.parent  # mnist_cli/, not mnist_cli/data/
 
 # Shared helpers ------------------------------------------------------------------
 
