@@ -24,7 +24,7 @@ from test_runs import make_run
 
 from mnist_cli.core import safeio
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
-from mnist_cli.core.errors import DATA, MODEL, USAGE, DataError, ModelError
+from mnist_cli.core.errors import DATA, LOCAL_IO, MODEL, USAGE, DataError, ModelError
 from mnist_cli.core.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, list_runs, load_history
 from mnist_cli.data import idx
 
@@ -319,3 +319,30 @@ def test_every_config_field_has_an_upper_bound() -> None:
             TrainConfig(**{name: value})
     assert TrainConfig(seed=2**32 - 1, batch_size=65_536).seed == 2**32 - 1
     assert np.random.default_rng(2**32 - 1) is not None
+
+
+# Writing through links ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sub", ["checkpoints", "best", "export"])
+def test_a_run_folder_linked_to_another_run_is_never_written_or_pruned_through(
+    finished_run: tuple[Path, Path], tmp_path: Path, sub: str
+) -> None:
+    source, data_dir = finished_run
+    victim, run = tmp_path / "victim", tmp_path / "run"
+    shutil.copytree(source, victim)
+    shutil.copytree(source, run)
+    (victim / "export").mkdir(exist_ok=True)
+    shutil.rmtree(run / sub, ignore_errors=True)
+    (run / sub).symlink_to(victim / sub)
+    before = {path: path.read_bytes() for path in victim.rglob("*") if path.is_file()}
+
+    if sub == "export":
+        result = invoke("export", str(run / "checkpoints"), "--format", "keras")
+    else:
+        result = invoke("train", "--run-dir", str(run), "--resume", "--data-dir", str(data_dir), "--epochs", "2", "--quiet")
+    assert result.exit_code == LOCAL_IO
+    line = one_error_line(result.stderr)
+    assert "is a symbolic link" in line and "refusing to write or delete through it" in line
+    after = {path: path.read_bytes() for path in victim.rglob("*") if path.is_file()}
+    assert after == before

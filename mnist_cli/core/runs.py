@@ -47,6 +47,7 @@ __all__ = [
     "list_runs",
     "load_history",
     "read_checkpoint_state",
+    "run_subdir",
     "runs_root",
 ]
 
@@ -152,6 +153,32 @@ class RunSummary:
             "seconds": self.seconds,
             "config": config.to_dict() if config else None,
         }
+
+
+def run_subdir(run_dir: Path, name: str) -> Path:
+    """`run_dir/name`, refused when it is a symbolic link: the tool writes and prunes only inside the run."""
+    path = Path(run_dir) / name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        from mnist_cli.core.fileio import io_error
+
+        raise io_error(exc, f"checking {path}") from None
+    if stat.S_ISLNK(info.st_mode):
+        # A checkpoints/ linked to another run's folder would have that run's checkpoints pruned.
+        try:
+            where = os.readlink(path)
+        except OSError:
+            where = "elsewhere"
+        raise LocalIOError(
+            f"{path} is a symbolic link (to {where}); refusing to write or delete through it",
+            f"replace it with a real folder (or remove it) inside {run_dir}",
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise LocalIOError(f"a file is in the way: {path} should be a folder", "move the file away")
+    return path
 
 
 def runs_root(root: Path | None = None) -> Path:

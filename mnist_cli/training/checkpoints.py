@@ -58,6 +58,9 @@ class RunCheckpoints:
         self.restore_dir = Path(restore_dir or run_dir)
         # A CheckpointManager reads the state file's paths and later deletes the old ones,
         # so a state file naming files outside its directory must be refused first.
+        # Nor may checkpoints/ or best/ be links: saving prunes old checkpoints in them.
+        for name in (CHECKPOINTS_DIR, BEST_DIR):
+            runs.run_subdir(run_dir, name)
         for directory in (Path(run_dir) / CHECKPOINTS_DIR, Path(run_dir) / BEST_DIR, self.restore_dir / CHECKPOINTS_DIR):
             _check_state(directory)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / CHECKPOINTS_DIR), max_to_keep=keep)
