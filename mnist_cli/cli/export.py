@@ -9,6 +9,7 @@ import typer
 from rich.filesize import decimal
 
 from mnist_cli.cli import app, common
+from mnist_cli.core import runs
 
 Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
 
@@ -23,7 +24,7 @@ def export(
     export_format: Annotated[Format, typer.Option("--format", "-f", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write [default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
-    runs_root: Annotated[Optional[Path], typer.Option(help="Where runs live.", envvar="MNIST_RUNS_DIR", show_default="runs")] = None,
+    runs_root: Annotated[Optional[Path], typer.Option(help=f"Where runs live \\[default: ./{runs.DEFAULT_RUNS_ROOT}].", envvar=runs.RUNS_DIR_ENV, show_default=False)] = None,
     json_output: common.JsonOption = False,
 ) -> None:
     """Export a trained model; the SavedModel's serving signature takes uint8 [N, 28, 28] images and scales them itself."""

@@ -48,12 +48,11 @@ def predict(
     ] = False,
 ) -> None:
     """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
-    from mnist_cli.inference import loading  # TensorFlow only once a model is really loaded
-
-    loaded = loading.load(checkpoint, runs_root=runs_root)
-    from mnist_cli.inference import evaluation
+    # numpy and Pillow only: the pictures are read, and the target resolved, before TensorFlow is imported.
+    from mnist_cli.inference import evaluation, loading
 
     items = evaluation.gather_pictures(images, read_stdin=_read_stdin)
+    loaded = loading.load(checkpoint, runs_root=runs_root)
 
     def on_event(event: Any) -> None:
         if event.failure is not None:

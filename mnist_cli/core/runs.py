@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
-from mnist_cli.core.errors import LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.errors import BusyError, LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.fileio import atomic_write_text
 from mnist_cli.core.safeio import UnsafeFile, read_json
 
 HISTORY_FILE = "history.json"
@@ -46,9 +50,13 @@ __all__ = [
     "latest_run",
     "list_runs",
     "load_history",
+    "new_run_dir",
     "read_checkpoint_state",
+    "resolve_run",
+    "run_lock",
     "run_subdir",
     "runs_root",
+    "write_json",
 ]
 
 
@@ -99,6 +107,133 @@ def latest_run(root: Path) -> Path:
     if not dated:
         raise ModelError(f"no runs in {root}", "train one with `mnist train`, or pass the run directory")
     return max(dated, key=lambda item: (item[0], item[1]))[2]
+
+
+# --------------------------------------------------------------------------- a training's run directory
+
+
+def new_run_dir(config: TrainConfig, root: Path) -> Path:
+    """A fresh `runs/<dataset>-<model>-<time>` directory name that does not exist yet."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{config.dataset}-{config.model}-{stamp}"
+    candidate, counter = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{counter}")
+        counter += 1
+    return candidate
+
+
+def resolve_run(
+    config: TrainConfig,
+    *,
+    run_dir: Path | None,
+    resume: bool,
+    root: Path,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Path, TrainConfig]:
+    """Decide the run directory and the config: a new run, or the saved config of a resumed one."""
+    if not resume:
+        if run_dir is None:
+            return new_run_dir(config, root), config
+        if (Path(run_dir) / CONFIG_FILE).exists():
+            raise UsageError(f"{run_dir} already holds a run", "add --resume to continue it, or choose another --run-dir")
+        return Path(run_dir), config
+    target = Path(run_dir) if run_dir is not None else latest_run(root)
+    if not (target / CONFIG_FILE).is_file():
+        raise ModelError(f"{target} holds no run to resume (no {CONFIG_FILE})", "check --run-dir, or start a new run without --resume")
+    saved = TrainConfig.load(target)
+    changes = dict(overrides or {})
+    epochs = changes.pop("epochs", None)
+    conflicts = [f"--{name.replace('_', '-')}" for name, value in changes.items() if getattr(saved, name) != value]
+    if conflicts:
+        raise UsageError(
+            f"--resume continues {target} with its saved config; {', '.join(conflicts)} differ from it",
+            "only --epochs can change on resume; start a new run to change the others",
+        )
+    return target, saved.replace(epochs=epochs) if epochs is not None else saved
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock file while training writes it; a second writer gets a BusyError."""
+    import filelock
+
+    from mnist_cli.core.fileio import io_error
+    from mnist_cli.core.safeio import kind_of
+
+    lock_path = Path(run_dir) / LOCK_FILE
+    # Only a regular file (or none) is a lock: opening a directory fails, a symlink loop
+    # never resolves, and a link elsewhere would have the lock created outside the run.
+    try:
+        mode = os.lstat(lock_path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise io_error(exc, f"checking the lock file {lock_path}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise LocalIOError(
+            f"{lock_path} is {kind_of(mode)}, not a lock file; refusing to use it",
+            "no `mnist train` makes it; remove it, then run the command again",
+        )
+    lock = filelock.FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=1)  # `mnist runs` may hold it for an instant to see whether a run is live
+    except filelock.Timeout:
+        raise BusyError(f"another `mnist train` is writing to {run_dir}", "wait for it to finish, or choose another --run-dir") from None
+    except OSError as exc:  # a read-only run directory, or no permission on the lock file
+        raise io_error(exc, f"locking {run_dir}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# history.json's fields: (name, integer?, may be null). Every entry the trainer writes has them all.
+_HISTORY_FIELDS = (
+    ("epoch", True, False),
+    ("train_loss", False, False),
+    ("train_accuracy", False, False),
+    ("val_loss", False, True),
+    ("val_accuracy", False, True),
+    ("lr", False, False),
+    ("seconds", False, False),
+    ("samples", True, False),
+    ("samples_per_second", False, False),
+)
+
+
+def _check_history(history: list[Any]) -> list[dict[str, Any]]:
+    for index, entry in enumerate(history):
+        where = f"{HISTORY_FILE} entry {index + 1}"
+        if not isinstance(entry, dict):
+            raise _Broken(f"{where} is not an object")
+        for name, integer, nullable in _HISTORY_FIELDS:
+            value = entry.get(name)
+            if value is None and nullable and name in entry:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
+                raise _Broken(f"{where}: {name!r} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
+        if entry["epoch"] != index + 1:
+            raise _Broken(f"{where} is for epoch {entry['epoch']}, expected {index + 1}")
+    return history
+
+
+def load_history(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's history.json, checked entry by entry ([] when there is none); ModelError when damaged."""
+    run_dir = Path(run_dir)
+    try:
+        history = _load_object_file(run_dir / HISTORY_FILE, list)
+        return [] if history is None else _check_history(history)
+    except _Broken as exc:
+        raise ModelError(
+            f"{run_dir}{os.sep}{exc}",  # the reason starts with the file's name
+            "restore it from a backup, or move it away to resume without the per-epoch log",
+        ) from None
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write a run file atomically; NaN has no place in JSON, so it is refused rather than written."""
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------- listing
@@ -234,53 +369,6 @@ def _load_object_file(path: Path, what: type) -> Any:
     return value
 
 
-# history.json's fields: (name, integer?, may be null). Every entry the trainer writes has them all.
-_HISTORY_FIELDS = (
-    ("epoch", True, False),
-    ("train_loss", False, False),
-    ("train_accuracy", False, False),
-    ("val_loss", False, True),
-    ("val_accuracy", False, True),
-    ("lr", False, False),
-    ("seconds", False, False),
-    ("samples", True, False),
-    ("samples_per_second", False, False),
-)
-
-
-def _check_history(history: list[Any]) -> list[dict[str, Any]]:
-    for index, entry in enumerate(history):
-        where = f"{HISTORY_FILE} entry {index + 1}"
-        if not isinstance(entry, dict):
-            raise _Broken(f"{where} is not an object")
-        for name, integer, nullable in _HISTORY_FIELDS:
-            value = entry.get(name)
-            if value is None and nullable and name in entry:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
-                raise _Broken(f"{where}: {name!r} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
-        if entry["epoch"] != index + 1:
-            raise _Broken(f"{where} is for epoch {entry['epoch']}, expected {index + 1}")
-    return history
-
-
-def _load_history(run_dir: Path) -> list[dict[str, Any]] | None:
-    history = _load_object_file(run_dir / HISTORY_FILE, list)
-    return None if history is None else _check_history(history)
-
-
-def load_history(run_dir: Path) -> list[dict[str, Any]]:
-    """A run's history.json, checked entry by entry ([] when there is none); ModelError when damaged."""
-    run_dir = Path(run_dir)
-    try:
-        return _load_history(run_dir) or []
-    except _Broken as exc:
-        raise ModelError(
-            f"{run_dir}{os.sep}{exc}",  # the reason starts with the file's name
-            "restore it from a backup, or move it away to resume without the per-epoch log",
-        ) from None
-
-
 def summarize_run(run_dir: Path) -> RunSummary:
     """Read one run directory; never raises for bad contents, which give status "broken" and a reason."""
     run_dir = Path(run_dir)
@@ -295,11 +383,13 @@ def summarize_run(run_dir: Path) -> RunSummary:
         reason = exc.message.replace(str(run_dir) + os.sep, "")  # "config.json is missing", not the whole path
         return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started)
     try:
-        history = _load_history(run_dir)
+        history = load_history(run_dir)
         result = None if running else _load_object_file(run_dir / RESULT_FILE, dict)
+    except ModelError as exc:
+        reason = exc.message.replace(str(run_dir) + os.sep, "")
+        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started, config=config)
     except _Broken as exc:
         return RunSummary(run_dir.name, run_dir, BROKEN, reason=str(exc), started=started, config=config)
-    history = history or []
     val_accuracies = [v for v in (_number(epoch.get("val_accuracy")) for epoch in history) if v is not None]
     seconds = [v for v in (_number(epoch.get("seconds")) for epoch in history) if v is not None]
     summary = RunSummary(

@@ -21,6 +21,7 @@ JSON_LIMIT = 4 * 1024 * 1024
 JSON_DEPTH = 32
 
 _KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO"),
     (stat.S_ISSOCK, "a socket"),

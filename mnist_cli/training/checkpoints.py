@@ -1,4 +1,4 @@
-"""Checkpoints of a run: the latest few and the best, and loading weights from any target.
+"""Checkpoints of a run: the latest few and the best, the exported model.keras, and loading weights.
 
 A checkpoint holds the model's variables, the optimizer's (slots and step counter)
 and the loop's own position, so a resumed run continues bit for bit.
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.errors import LocalIOError, ModelError
-from mnist_cli.core.fileio import io_error
 from mnist_cli.core import runs
+from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
 
@@ -35,6 +35,34 @@ class LoopState:
         """The variables by name, for tf.train.Checkpoint."""
         return dict(vars(self))
 
+    def add_chunk(self, *, loss_sum: float, correct: int, samples: int, step_in_epoch: int) -> None:
+        """Count a finished chunk of steps into the epoch's running totals."""
+        self.loss_sum.assign_add(loss_sum)
+        self.correct.assign_add(correct)
+        self.seen.assign_add(samples)
+        self.step_in_epoch.assign(step_in_epoch)
+
+    def epoch_totals(self, seconds: float) -> dict[str, float]:
+        """The epoch's training loss, accuracy, examples and speed so far."""
+        seen = int(self.seen.numpy())
+        return {
+            "loss": float(self.loss_sum.numpy()) / max(seen, 1),
+            "accuracy": int(self.correct.numpy()) / max(seen, 1),
+            "samples": seen,
+            "samples_per_second": seen / max(seconds, 1e-9),
+        }
+
+    def end_epoch(self, epochs_done: int, *, best_val_accuracy: float | None) -> None:
+        """Move to the next epoch, recording a new best validation accuracy when there is one."""
+        self.epoch.assign(epochs_done)
+        self.step_in_epoch.assign(0)
+        self.loss_sum.assign(0.0)
+        self.correct.assign(0)
+        self.seen.assign(0)
+        if best_val_accuracy is not None:
+            self.best_val_accuracy.assign(best_val_accuracy)
+            self.best_epoch.assign(epochs_done)
+
 
 def _checkpoint(model: Any, optimizer: Any | None = None, state: LoopState | None = None) -> Any:
     # Keras 3 models are not tracked as tf.train.Checkpoint children, so their
@@ -54,6 +82,7 @@ class RunCheckpoints:
         self, run_dir: Path, *, model: Any, optimizer: Any, state: LoopState, keep: int, restore_dir: Path | None = None
     ) -> None:
         self.checkpoint = _checkpoint(model, optimizer, state)
+        self.state = state
         # A multi-worker run's other workers write a scratch copy but resume from the chief's run.
         self.restore_dir = Path(restore_dir or run_dir)
         # A CheckpointManager reads the state file's paths and later deletes the old ones,
@@ -93,7 +122,32 @@ class RunCheckpoints:
         path = latest_in(self.restore_dir / CHECKPOINTS_DIR)
         if path:
             _restore(self.checkpoint, path)
+            self._reconcile_best(path)
         return path
+
+    def _reconcile_best(self, latest: str) -> None:
+        """Make the loop's record of the best epoch agree with what best/ really holds.
+
+        An epoch is saved to checkpoints/ and then, if it is the best so far, to best/. A
+        full disk or a kill between the two leaves a latest checkpoint that records the
+        new best epoch while best/ still holds the previous one; the finished run would
+        then claim one epoch and score another.
+        """
+        state = self.state
+        recorded = int(state.best_epoch.numpy())
+        best_path = latest_in(self.restore_dir / BEST_DIR)
+        held = (_stored_number(best_path, "best_epoch") or 0) if best_path else 0
+        if recorded == held:
+            return
+        at_end_of_best = recorded == int(state.epoch.numpy()) and int(state.step_in_epoch.numpy()) == 0
+        if recorded and at_end_of_best:
+            # The weights just restored are the best epoch's: finish the save that did not happen.
+            self.save(step=int(latest.rsplit("-", 1)[1]), best=True)
+            return
+        # best/ is what gets scored, so the record follows it.
+        state.best_epoch.assign(int(held))
+        accuracy = _stored_number(best_path, "best_val_accuracy") if best_path else None
+        state.best_val_accuracy.assign(-1.0 if accuracy is None else float(accuracy))
 
     def restore_best(self) -> str | None:
         """Restore the best checkpoint (or leave the weights as they are when there is none)."""
@@ -101,6 +155,26 @@ class RunCheckpoints:
         if path:
             _restore(self.checkpoint, path)
         return path
+
+
+def _stored_number(path: str, name: str) -> float | None:
+    try:
+        return float(tf.train.load_variable(path, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError, TypeError):
+        return None
+
+
+def save_keras_model(model: Any, path: Path) -> None:
+    """Export the model as a `.keras` file, atomically: a crash never leaves half a file under its name."""
+    # Keras insists on the .keras suffix, so the temporary file keeps it.
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(temporary)
+        temporary.replace(path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise io_error(exc, f"writing {path}") from None
 
 
 def _restore(checkpoint: Any, path: str) -> None:

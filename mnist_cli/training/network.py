@@ -57,15 +57,15 @@ def build_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
     """Build the optimizer with its learning-rate schedule, and for fp16 its loss scaling."""
     import keras
 
-    total_steps = max(1, steps_per_epoch * config.epochs)
+    run_steps = max(1, steps_per_epoch * config.epochs)
     schedules = keras.optimizers.schedules
     if config.schedule == "cosine":
-        lr: Any = schedules.CosineDecay(config.lr, decay_steps=total_steps)
+        lr: Any = schedules.CosineDecay(config.lr, decay_steps=run_steps)
     elif config.schedule == "onecycle":
         # Warm up over the first 30% of steps from lr/25 to lr, then anneal to ~0: the 1cycle policy.
-        warmup = max(1, int(0.3 * total_steps))
+        warmup = max(1, int(0.3 * run_steps))
         lr = schedules.CosineDecay(
-            config.lr / 25, decay_steps=max(1, total_steps - warmup), alpha=1e-3, warmup_target=config.lr, warmup_steps=warmup
+            config.lr / 25, decay_steps=max(1, run_steps - warmup), alpha=1e-3, warmup_target=config.lr, warmup_steps=warmup
         )
     else:
         lr = config.lr
