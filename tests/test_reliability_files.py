@@ -346,3 +346,84 @@ def test_a_run_folder_linked_to_another_run_is_never_written_or_pruned_through(
     assert "is a symbolic link" in line and "refusing to write or delete through it" in line
     after = {path: path.read_bytes() for path in victim.rglob("*") if path.is_file()}
     assert after == before
+
+
+# Resuming a run whose files are damaged -------------------------------------------------
+
+
+def _resume(run: Path, data_dir: Path):  # noqa: ANN202 - click's Result
+    return invoke("train", "--run-dir", str(run), "--resume", "--data-dir", str(data_dir), "--epochs", "2", "--quiet")
+
+
+def _contents(run: Path) -> dict[Path, bytes]:
+    # The lock file is the one thing a refused resume may create.
+    return {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file() and not path.is_symlink() and path.name != LOCK_FILE}
+
+
+@pytest.mark.parametrize(
+    ("how", "damage", "code", "says"),
+    [
+        ("nan", lambda run: (run / HISTORY_FILE).write_text(json.dumps([_ENTRY]).replace("0.5", "NaN")), MODEL, "holds NaN"),
+        ("history-list-of-numbers", lambda run: (run / HISTORY_FILE).write_text("[1, 2]"), MODEL, "entry 1 is not an object"),
+        ("history-missing-keys", lambda run: (run / HISTORY_FILE).write_text('[{"epoch": 1}]'), MODEL, "'train_loss' must be"),
+        ("history-fifo", lambda run: _fifo(run / HISTORY_FILE), MODEL, "is a FIFO"),
+        ("lock-directory", lambda run: _directory(run / LOCK_FILE), LOCAL_IO, "is a directory, not a lock file"),
+        ("lock-symlink-loop", lambda run: _symlink_loop(run / LOCK_FILE), LOCAL_IO, "is a symbolic link, not a lock file"),
+        ("lock-fifo", lambda run: _fifo(run / LOCK_FILE), LOCAL_IO, "is a FIFO, not a lock file"),
+    ],
+    ids=["history-nan", "history-list-of-numbers", "history-missing-keys", "history-fifo", "lock-directory", "lock-symlink-loop", "lock-fifo"],
+)
+def test_resume_with_a_damaged_run_file_refuses_with_one_line_and_changes_nothing(
+    finished_run: tuple[Path, Path], tmp_path: Path, how: str, damage: Callable[[Path], None], code: int, says: str
+) -> None:
+    source, data_dir = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    (run / LOCK_FILE).unlink(missing_ok=True)
+    damage(run)
+    before = _contents(run)
+    result = _resume(run, data_dir)
+    assert result.exit_code == code
+    assert says in one_error_line(result.stderr)
+    assert _contents(run) == before
+
+
+def test_resume_on_a_read_only_run_directory_is_one_line(finished_run: tuple[Path, Path], tmp_path: Path) -> None:
+    source, data_dir = finished_run
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)]).returncode == 0
+    try:
+        run = disk / "run"
+        shutil.copytree(source, run)
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        else:
+            for path in (run, *run.rglob("*")):
+                path.chmod(0o555 if path.is_dir() else 0o444)
+            if os.access(run, os.W_OK):
+                pytest.skip("cannot make a read-only directory here")
+        result = _resume(run, data_dir)
+        assert result.exit_code == LOCAL_IO
+        line = one_error_line(result.stderr)
+        assert "permission denied" in line or "read-only" in line.lower(), line
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_out_of_memory_while_building_or_training_is_one_line(
+    tmp_path: Path, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow as tf
+
+    from mnist_cli.training import network
+
+    def no_memory(config: TrainConfig) -> None:
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[784,100000000]")
+
+    monkeypatch.setattr(network, "build_model", no_memory)
+    result = invoke("train", "--data-dir", str(tiny_data_dir), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--quiet")
+    assert result.exit_code == LOCAL_IO
+    line = one_error_line(result.stderr)
+    assert "out of memory while training mlp" in line
