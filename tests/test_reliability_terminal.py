@@ -232,3 +232,21 @@ def test_a_mirror_folder_with_a_fifo_or_an_oversized_file_is_refused_and_the_nex
     assert any("is a FIFO, not a regular file" in reason for reason in reasons), reasons
     assert any("is larger than" in reason for reason in reasons), reasons
     assert not list((tmp_path / "data" / "mnist").glob(".*.part"))
+
+
+def test_a_fifo_or_hostile_manifest_in_the_data_folder_never_hangs_download(tiny: Tiny, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, content in tiny.gz.items():
+        (mirror / name).write_bytes(content)
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / dl.MANIFEST_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    os.mkfifo(folder / TRAIN_IMAGES)
+    code, stdout, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(mirror))
+    assert code == 6 and stdout == ""
+    assert "is a FIFO, not a regular file; refusing to read it" in _one_error_line(stderr)
+    (folder / TRAIN_IMAGES).unlink()
+    (folder / dl.MANIFEST_NAME).write_text(json.dumps({TRAIN_IMAGES: [1, 2], "x": "y"}))
+    code, stdout, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(mirror))
+    assert code == 0, stderr

@@ -29,6 +29,7 @@ import os
 import re
 import socket
 import ssl
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -43,7 +44,7 @@ import filelock
 
 from mnist_cli import __version__
 from mnist_cli.data.registry import DatasetSpec, FileSpec, dataset_dir, dataset_spec, missing_files
-from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, UsageError
+from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, LocalIOError, UsageError
 from mnist_cli.core.fileio import atomic_write_text, fsync_dir, io_error
 
 MIRROR_ENV = "MNIST_MIRROR"
@@ -348,16 +349,21 @@ def _verify(spec: FileSpec, path: Path, gz_sha256: str) -> str:
 
 
 def _stamp(path: Path) -> dict[str, int]:
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
 
 
 def _load_manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    from mnist_cli.core.safeio import read_json
+
     try:
-        data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        # Regular file, size and nesting capped: a hostile manifest must not hang or crash us.
+        data = read_json(directory / MANIFEST_NAME)
+    except (OSError, ValueError):  # UnsafeFile is a ValueError
         return {}  # a missing or damaged cache only costs a re-hash
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
 
 
 def _remove_stale_temporaries(directory: Path) -> None:
@@ -618,12 +624,18 @@ def _failure_error(spec: FileSpec, failures: list[tuple[Mirror, _MirrorFailure]]
 
 def _existing(spec: FileSpec, target: Path, manifest: dict[str, dict[str, Any]], emit: OnEvent) -> FileResult | None:
     """The result for a file already on disk if it is genuine, else None (after saying why)."""
+    from mnist_cli.core.safeio import kind_of
+
     try:
+        mode = target.stat().st_mode
         stamp = _stamp(target)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise io_error(exc, f"reading {target}") from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a directory gets io_error's "in the way" below
+        # Hashing a FIFO would wait for a writer forever; a device would never end.
+        raise LocalIOError(f"{target} is {kind_of(mode)}, not a regular file; refusing to read it", "move it away, then run the command again")
     entry = manifest.get(spec.name)
     if entry and {key: entry.get(key) for key in stamp} == stamp and entry.get("expected") == spec.sha256:
         source = entry.get("source")
