@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import io
 import errno
 import os
@@ -285,14 +284,14 @@ def test_no_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path.chmod(0)
     if os.access(path, os.R_OK):
         # Running as root, which reads anything: refuse the way the OS would for a user.
-        real_open = builtins.open
+        real_open = os.open  # pictures are opened with os.open (O_NONBLOCK, so a FIFO cannot block)
 
         def refusing_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
             if Path(file) == path:
                 raise PermissionError(errno.EACCES, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        monkeypatch.setattr(builtins, "open", refusing_open)
+        monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(InputError) as exc:
         load_image(path)
     one_line(exc, str(path), "permission denied")

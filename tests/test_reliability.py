@@ -218,8 +218,8 @@ HOSTILE_CONFIGS = [
     ({"epochs": "10"}, "'epochs' must be a int"),
     ({"hidden": "256,256"}, "'hidden' must be a list of integers"),
     ({"hidden": [256, True]}, "'hidden' must be a list of integers"),
-    ({"lr": float("inf")}, "--lr must be a finite number"),
-    ({"epochs": 10**100}, None),  # large but an int: accepted by the schema, harmless in a config
+    ({"lr": float("inf")}, "holds Infinity"),  # refused by the reader; from_dict says "--lr must be a finite number"
+    ({"epochs": 10**100}, "--epochs must be >= 1 and <= 100000"),  # an int, but past what any run can do
     ({"__class__": "os.system", "model": "mlp"}, "unknown config field(s): __class__"),
     ({"py/object": "subprocess.Popen"}, "unknown config field(s): py/object"),
     ({"dataset": {"$ref": "/etc/passwd"}}, "'dataset' must be a str"),

@@ -29,6 +29,7 @@ def _epoch(epoch: int, val_accuracy: float | None, seconds: float = 10.0) -> dic
         "val_accuracy": val_accuracy,
         "lr": 0.01,
         "seconds": seconds,
+        "samples": 50_000,
         "samples_per_second": 5000.0,
     }
 
@@ -142,7 +143,7 @@ def _write(path: Path, text: str) -> None:
         ({RESULT_FILE: "\x00\x01garbage"}, "result.json is not valid JSON"),
         ({RESULT_FILE: "[1, 2, 3]"}, "result.json is not a JSON object"),
         ({HISTORY_FILE: '{"epoch": 1}'}, "history.json is not a JSON list"),
-        ({HISTORY_FILE: "[1, 2]"}, "history.json holds something other than per-epoch objects"),
+        ({HISTORY_FILE: "[1, 2]"}, "history.json entry 1 is not an object"),
     ],
 )
 def test_a_malformed_run_is_listed_as_broken_with_a_reason(tmp_path: Path, files: dict[str, str], reason: str) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import enum
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from mnist_cli.core import config, errors
@@ -22,6 +24,20 @@ from mnist_cli.core import config, errors
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
+# C0 controls (ESC starts every terminal escape sequence), DEL, and C1 controls (CSI, OSC as
+# single bytes); Rich passes ESC through, which lets a file name clear the screen, set the
+# window title or write the clipboard (OSC 52).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: Any) -> str:
+    """`text` with every control character shown as an escape (\\x1b), as --json shows it."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(text))
+
+
+def safe(text: Any) -> str:
+    """An untrusted string ready for Rich markup: control characters escaped, then markup escaped."""
+    return escape(printable(text))
 
 
 def _choices(name: str, values: tuple[str, ...]) -> Any:
@@ -58,9 +74,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def print_error(exc: errors.MnistError) -> None:
     """One line on standard error: what is wrong, and what to do."""
-    err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True, highlight=False)
+    # Messages carry paths, picture names, HTTP reasons and mirror text: all untrusted.
+    err.print(f"[bold red]error:[/] {safe(exc.message)}", markup=True, soft_wrap=True, highlight=False)
     if exc.hint:
-        err.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+        err.print(f"[dim]hint:[/] {safe(exc.hint)}", soft_wrap=True, highlight=False)
 
 
 def handles_errors(command: F) -> F:

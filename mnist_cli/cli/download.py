@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.filesize import decimal
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -65,11 +64,11 @@ class DownloadReporter(common.Reporter):
                 then = f"; retrying in {event.retry_in:g} s"
             else:
                 then = "; trying the next mirror" if event.more else ""
-            self.say(f"  {escape(event.source)}: {escape(event.reason)}{then}")
+            self.say(f"  {common.safe(event.source)}: {common.safe(event.reason)}{then}")
         elif isinstance(event, dl.ExistingRejected):
-            self.say(f"{event.name} on disk failed verification ({escape(event.reason)}); downloading it again")
+            self.say(f"{event.name} on disk failed verification ({common.safe(event.reason)}); downloading it again")
         elif isinstance(event, dl.LockWaiting):
-            self.say(f"waiting for another mnist process to finish with {escape(str(event.path.parent))}")
+            self.say(f"waiting for another mnist process to finish with {common.safe(str(event.path.parent))}")
         elif isinstance(event, dl.FileDone) and self.progress and event.name in self.tasks:
             self.progress.update(self.tasks[event.name], completed=event.bytes, total=event.bytes)
 
@@ -79,7 +78,7 @@ class DownloadReporter(common.Reporter):
             if event.offset:
                 self.say(f"  resuming {event.name} at {decimal(event.offset)} of {size}")
             elif event.name not in self.tasks:
-                self.say(f"fetching {event.name} ({size}) from {escape(event.source)}")
+                self.say(f"fetching {event.name} ({size}) from {common.safe(event.source)}")
             self.tasks[event.name] = TaskID(0)
             return
         if event.name in self.tasks:
@@ -93,12 +92,12 @@ def _print_result(result: dl.DownloadResult) -> None:
     for item in result.files:
         source = f"  from {item.source}" if item.status == "downloaded" and item.source else ""
         common.out.print(
-            f"{item.status:<10}  {item.name:<{width}}  {decimal(item.bytes):>8}{escape(source)}",
+            f"{item.status:<10}  {item.name:<{width}}  {decimal(item.bytes):>8}{common.safe(source)}",
             highlight=False,
             soft_wrap=True,
         )
     common.out.print(
-        f"{result.dataset} ready in {escape(str(result.directory))} "
+        f"{result.dataset} ready in {common.safe(str(result.directory))} "
         f"({len(result.files)} files, {result.seconds:.1f} s)",
         highlight=False,
         soft_wrap=True,

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.color import Color
 from rich.console import Console
-from rich.markup import escape
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -91,11 +90,11 @@ def evaluate(
         return
     render(common.out, result)
     if written:
-        common.out.print(f"report: {', '.join(escape(path.name) for path in written)} in {escape(str(report))}", highlight=False)
+        common.out.print(f"report: {', '.join(common.safe(path.name) for path in written)} in {common.safe(str(report))}", highlight=False)
 
 
 def _say(text: str) -> None:
-    common.err.print(escape(text), highlight=False, soft_wrap=True)
+    common.err.print(common.safe(text), highlight=False, soft_wrap=True)
 
 
 def _progress(event: evaluation.Scoring) -> None:
@@ -108,7 +107,7 @@ def render(console: Console, result: Any) -> None:
     summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row("model", escape(result.source.describe()))
+    summary.add_row("model", common.safe(result.source.describe()))
     summary.add_row("data", f"{result.dataset} {result.split} split, {metrics.count:,} images")
     summary.add_row("accuracy", f"[bold]{metrics.accuracy:.2%}[/]  ({metrics.errors:,} wrong)")
     loss = f"{metrics.loss:.4f}" if metrics.loss is not None else "n/a"
@@ -135,7 +134,7 @@ def _per_class_table(metrics: Any) -> Table:
         style = "red" if worst is not None and report.support and report.f1 == worst and worst < 1.0 else None
         label = str(index) if report.name == str(index) else f"{index} {report.name}"
         table.add_row(
-            escape(label), f"{report.precision:.2%}", f"{report.recall:.2%}", f"{report.f1:.2%}", f"{report.support:,}", style=style
+            common.safe(label), f"{report.precision:.2%}", f"{report.recall:.2%}", f"{report.f1:.2%}", f"{report.support:,}", style=style
         )
     table.add_row("macro avg", "", "", f"{metrics.macro_f1:.2%}", f"{metrics.count:,}", style="bold", end_section=False)
     return table
@@ -187,5 +186,5 @@ def _confusions_table(metrics: Any) -> Table | None:
     table.add_column("of the class", justify="right")
     support = metrics.confusion_matrix.sum(axis=1)
     for true, predicted, count in top:
-        table.add_row(escape(names[true]), escape(names[predicted]), f"{count:,}", f"{count / support[true]:.1%}")
+        table.add_row(common.safe(names[true]), common.safe(names[predicted]), f"{count:,}", f"{count / support[true]:.1%}")
     return table

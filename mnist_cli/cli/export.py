@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.filesize import decimal
-from rich.markup import escape
 
 from mnist_cli.cli import app, common
 from mnist_cli.core import runs
@@ -42,8 +41,8 @@ def export(
         common.print_json({**result.to_dict(), "source": source.to_dict()})
         return
     common.out.print(
-        f"exported {escape(source.describe())}\n"
-        f"     to {escape(result.path)} ({result.format}, {decimal(result.bytes)})\n"
+        f"exported {common.safe(source.describe())}\n"
+        f"     to {common.safe(result.path)} ({result.format}, {decimal(result.bytes)})\n"
         f"checked: same predictions on {result.checked_images} images, max |logit difference| {result.max_abs_logit_difference:.2g}",
         highlight=False,
         soft_wrap=True,

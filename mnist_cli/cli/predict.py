@@ -8,7 +8,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -24,7 +23,8 @@ _EIGHTHS = " ▏▎▍▌▋▊▉█"
 @common.handles_errors
 def predict(
     images: Annotated[
-        list[Path],
+        # Strings, not Paths: Path("./-") prints as "-", and only a bare - means standard input.
+        list[str],
         typer.Argument(
             help="Pictures of digits (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, or - for standard input.",
             metavar="IMAGE",
@@ -51,14 +51,14 @@ def predict(
     # numpy and Pillow only: the pictures are read, and the target resolved, before TensorFlow is imported.
     from mnist_cli.inference import evaluation, loading
 
-    items = evaluation.gather_pictures([str(image) for image in images], read_stdin=_read_stdin)
+    items = evaluation.gather_pictures(images, read_stdin=_read_stdin)
     loaded = loading.load(checkpoint, runs_root=runs_root)
 
     def on_event(event: evaluation.PictureDone) -> None:
         if event.failure is not None:
             # One line per failed picture, so a long list of failures stays readable.
-            hint = f" [dim]({escape(event.failure.hint)})[/]" if event.failure.hint else ""
-            common.err.print(f"[bold red]error:[/] {escape(event.failure.message)}{hint}", soft_wrap=True, highlight=False)
+            hint = f" [dim]({common.safe(event.failure.hint)})[/]" if event.failure.hint else ""
+            common.err.print(f"[bold red]error:[/] {common.safe(event.failure.message)}{hint}", soft_wrap=True, highlight=False)
 
     results = evaluation.predict_pictures(loaded, items, on_event=on_event)
     failed = sum(isinstance(result, evaluation.Failure) for result in results)
@@ -94,9 +94,9 @@ def _table(predictions: list[Any], *, top_k: int) -> Table:
     if top_k > 1:
         table.add_column(f"next {top_k - 1} most probable", style="dim")
     for prediction in predictions:
-        row = [escape(prediction.path), Text(prediction.name, style="bold"), f"{prediction.probability:.1%}"]
+        row = [common.safe(prediction.path), Text(prediction.name, style="bold"), f"{prediction.probability:.1%}"]
         if top_k > 1:
-            row.append("  ".join(f"{escape(name)} {p:.1%}" for _, name, p in prediction.top(top_k)[1:]))
+            row.append("  ".join(f"{common.safe(name)} {p:.1%}" for _, name, p in prediction.top(top_k)[1:]))
         table.add_row(*row)
     return table
 
@@ -127,7 +127,7 @@ def draw(console: Console, prediction: Any, *, top_k: int) -> None:
     """The picture's name and prediction, then the digit the network saw beside a bar per class."""
     colour = drawing.draws_in_colour(console)
     console.print(
-        Text.assemble((prediction.path, "bold"), "  ", (prediction.name, "bold green"), f" {prediction.probability:.1%}"),
+        Text.assemble((common.printable(prediction.path), "bold"), "  ", (prediction.name, "bold green"), f" {prediction.probability:.1%}"),
         soft_wrap=True,
     )
     digit = drawing.digit_lines(prediction.image, colour=colour)

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mnist_cli.core import runs as run_dirs
@@ -81,7 +80,7 @@ def _wide_table(summaries: list[run_dirs.RunSummary]) -> Table:
         if config:
             settings = [config.dataset, config.model, config.optimizer, f"{config.lr:g}", str(config.batch_size)]
             settings += [config.loss, config.schedule]
-        table.add_row(escape(run.name), _started(run), _status(run), *settings, *_figures(run))
+        table.add_row(common.safe(run.name), _started(run), _status(run), *settings, *_figures(run))
     return table
 
 
@@ -96,8 +95,8 @@ def _compact_table(summaries: list[run_dirs.RunSummary]) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for run in summaries:
         config = run.config
-        details = f"\n[dim]{config.dataset} {config.model}, {escape(_settings(config))}[/]" if config else ""
-        table.add_row(f"{escape(run.name)}{details}", _started(run).replace(" ", "\n"), _status(run), *_figures(run))
+        details = f"\n[dim]{config.dataset} {config.model}, {common.safe(_settings(config))}[/]" if config else ""
+        table.add_row(f"{common.safe(run.name)}{details}", _started(run).replace(" ", "\n"), _status(run), *_figures(run))
     return table
 
 
@@ -142,7 +141,7 @@ def runs_command(
         return
     if not summaries:
         common.out.print(
-            f"no runs in {escape(str(folder))} yet: train one with `mnist train` "
+            f"no runs in {common.safe(str(folder))} yet: train one with `mnist train` "
             f"(or point --root or ${run_dirs.RUNS_DIR_ENV} at the folder that holds them)",
             highlight=False,
             soft_wrap=True,
@@ -151,5 +150,5 @@ def runs_command(
     _print_table(summaries)
     for run in summaries:
         if run.status == run_dirs.BROKEN:
-            reason = escape(run.reason or "unreadable")
-            common.out.print(f"[bold red]{escape(run.name)}[/]: {reason}", highlight=False, soft_wrap=True)
+            reason = common.safe(run.reason or "unreadable")
+            common.out.print(f"[bold red]{common.safe(run.name)}[/]: {reason}", highlight=False, soft_wrap=True)

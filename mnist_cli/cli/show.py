@@ -130,7 +130,7 @@ def _caption(index: int, name: str) -> str:
 
 
 def _say(console: Console, text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(common.printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def draw(console: Console, images: np.ndarray, selection: explore.Selection) -> None:

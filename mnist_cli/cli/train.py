@@ -9,7 +9,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -49,7 +48,7 @@ class _TrainReporter(common.Reporter):
     def __call__(self, event: TrainEvent) -> None:
         if isinstance(event, TrainStarted):
             self.log_every = event.config.log_every
-            what = f"resuming {escape(str(event.run_dir))} from {escape(event.resumed_from)}" if event.resumed_from else f"run {escape(str(event.run_dir))}"
+            what = f"resuming {common.safe(str(event.run_dir))} from {common.safe(event.resumed_from)}" if event.resumed_from else f"run {common.safe(str(event.run_dir))}"
             if event.replicas > 1:
                 what += f" ({event.strategy}, {event.replicas} replicas)"
             self.say(
@@ -64,7 +63,7 @@ class _TrainReporter(common.Reporter):
         elif isinstance(event, EpochDone):
             self._epoch(event)
         elif isinstance(event, Testing):
-            source = f" with {escape(event.checkpoint)}" if event.checkpoint else ""
+            source = f" with {common.safe(event.checkpoint)}" if event.checkpoint else ""
             self.say(f"scoring the {event.count:,} test images{source}")
 
     def _steps(self, event: StepsDone) -> None:
@@ -100,7 +99,7 @@ class _TrainReporter(common.Reporter):
 
 
 def _summary(result: TrainResult) -> Table:
-    table = Table(title=f"run {escape(result.run_dir)}", show_header=False, title_justify="left")
+    table = Table(title=f"run {common.safe(result.run_dir)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("epochs", str(result.epochs))
@@ -108,11 +107,11 @@ def _summary(result: TrainResult) -> Table:
     if result.val_accuracy is not None:
         table.add_row("validation", f"loss {result.val_loss:.4f}  accuracy {result.val_accuracy:.2%}")
     if result.best_checkpoint:
-        table.add_row("best", f"epoch {result.best_epoch} ({result.best_val_accuracy:.2%} val)  {escape(result.best_checkpoint)}")
+        table.add_row("best", f"epoch {result.best_epoch} ({result.best_val_accuracy:.2%} val)  {common.safe(result.best_checkpoint)}")
     table.add_row("test", f"[bold]accuracy {result.test_accuracy:.2%}[/]  loss {result.test_loss:.4f}")
     table.add_row("speed", f"{result.samples_per_second:,.0f} img/s, {result.seconds:.1f} s in all")
-    table.add_row("model", escape(result.model_file))
-    table.add_row("next", f"mnist evaluate {escape(result.run_dir)}   ·   tensorboard --logdir {escape(str(Path(result.run_dir).parent))}")
+    table.add_row("model", common.safe(result.model_file))
+    table.add_row("next", f"mnist evaluate {common.safe(result.run_dir)}   ·   tensorboard --logdir {common.safe(str(Path(result.run_dir).parent))}")
     return table
 
 

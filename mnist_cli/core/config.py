@@ -24,6 +24,28 @@ PRECISIONS = ("float32", "mixed-bf16", "mixed-fp16")
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")  # how training is placed on devices (training/distribute.py)
 
 CONFIG_FILE = "config.json"
+# Ranges the framework can take, checked before anything is written. A layer of 10^8
+# units asks TensorFlow for 300 GB; Keras seeds must be below 2**32; a batch is held
+# in memory at once; step counts are int64 variables and chunk lengths int32.
+MAX_LAYERS = 32
+MAX_LAYER_SIZE = 16_384
+# With the optimizer's slots that is about 2.4 GB of float32, far past what MNIST needs.
+MAX_WEIGHTS = 200_000_000
+MAX_SEED = 2**32 - 1
+MAX_BATCH_SIZE = 65_536
+MAX_EPOCHS = 100_000
+MAX_STEPS = 2**31 - 1
+MAX_KEEP_CHECKPOINTS = 1_000
+MAX_LR = 100.0
+MAX_WEIGHT_DECAY = 100.0
+_INT_RANGES = (
+    ("epochs", 1, MAX_EPOCHS),
+    ("batch_size", 1, MAX_BATCH_SIZE),
+    ("seed", 0, MAX_SEED),
+    ("log_every", 1, MAX_STEPS),
+    ("checkpoint_every", 0, MAX_STEPS),
+    ("keep_checkpoints", 1, MAX_KEEP_CHECKPOINTS),
+)
 # Training scores validation and test in batches of this size, and `mnist evaluate` does too by
 # default: the same batches give bit-identical logits, so its figures agree with result.json.
 EVAL_BATCH = 1000
@@ -63,21 +85,27 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
-        if not self.hidden or any(not isinstance(n, int) or n < 1 for n in self.hidden):
+        if (
+            not self.hidden
+            or len(self.hidden) > MAX_LAYERS
+            or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_LAYER_SIZE for n in self.hidden)
+        ):
             raise UsageError(
-                f"--hidden must be positive layer sizes, got {format_hidden(self.hidden)!r}",
+                f"--hidden must be positive layer sizes (at most {MAX_LAYERS} layers of at most {MAX_LAYER_SIZE:,} units), got {format_hidden(self.hidden)!r}",
                 "for example --hidden 256,256,256",
             )
-        _check_number("epochs", self.epochs, minimum=1, integer=True)
-        _check_number("batch-size", self.batch_size, minimum=1, integer=True)
-        _check_number("lr", self.lr, minimum=0.0, exclusive=True)
+        weights = sum(a * b for a, b in zip((784, *self.hidden), (*self.hidden, 10)))
+        if self.model == "mlp" and weights > MAX_WEIGHTS:
+            raise UsageError(
+                f"--hidden {format_hidden(self.hidden)} makes {weights:,} weights, more than the {MAX_WEIGHTS:,} allowed",
+                "use smaller layers, for example --hidden 1024,1024",
+            )
+        for name, low, high in _INT_RANGES:
+            _check_number(name.replace("_", "-"), getattr(self, name), minimum=low, maximum=high, integer=True)
+        _check_number("lr", self.lr, minimum=0.0, exclusive=True, maximum=MAX_LR)
         _check_number("momentum", self.momentum, minimum=0.0, below=1.0)
-        _check_number("weight-decay", self.weight_decay, minimum=0.0)
+        _check_number("weight-decay", self.weight_decay, minimum=0.0, maximum=MAX_WEIGHT_DECAY)
         _check_number("val-split", self.val_split, minimum=0.0, below=1.0)
-        _check_number("seed", self.seed, minimum=0, integer=True)
-        _check_number("log-every", self.log_every, minimum=1, integer=True)
-        _check_number("checkpoint-every", self.checkpoint_every, minimum=0, integer=True)
-        _check_number("keep-checkpoints", self.keep_checkpoints, minimum=1, integer=True)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed, validated again."""
@@ -120,13 +148,20 @@ class TrainConfig:
         """Read and validate `config.json` from a run directory."""
         from mnist_cli.core.errors import ModelError
 
+        from mnist_cli.core.fileio import io_error
+        from mnist_cli.core.safeio import UnsafeFile, read_json
+
         path = Path(run_dir) / CONFIG_FILE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path)
         except FileNotFoundError:
             raise ModelError(f"{path} is missing", "a run directory made by `mnist train` has one") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path} is not valid JSON: {exc}", "restore it or train the run again") from None
+        except UnsafeFile as exc:
+            raise ModelError(f"{path} {exc}", "restore it or train the run again") from None
+        except PermissionError as exc:
+            raise io_error(exc, f"reading {path}") from None
+        except OSError as exc:
+            raise ModelError(f"{path} cannot be read: {exc.strerror or exc}", "restore it or train the run again") from None
         try:
             return cls.from_dict(data)
         except UsageError as exc:
@@ -165,23 +200,27 @@ def recipe(name: str) -> dict[str, Any]:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read hyperparameters from a TOML file or a run's config.json; only known fields, checked."""
+    from mnist_cli.core.safeio import JSON_LIMIT, UnsafeFile, loads_json, read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, limit=JSON_LIMIT)
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}", "check the path given to --config") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config file {path} is not UTF-8 text", "pass a TOML file or a run's config.json") from None
+    except UnsafeFile as exc:
+        raise UsageError(f"config file {path} {exc}", "pass a TOML file or a run's config.json") from None
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = loads_json(text)
         else:
             try:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
                 import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
-    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+    except UnsafeFile as exc:
+        raise UsageError(f"config file {path} {exc}", "fix its syntax") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError; tomllib recurses on nesting
         raise UsageError(f"config file {path} cannot be parsed: {exc}", "fix its syntax") from None
     if isinstance(data, dict) and isinstance(data.get("train"), dict):
         data = data["train"]  # a [train] table is accepted too
@@ -224,15 +263,16 @@ def _check_number(
     integer: bool = False,
     exclusive: bool = False,
     below: float | None = None,
+    maximum: float | None = None,
 ) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, float) and not math.isfinite(value)):
         raise UsageError(f"--{name} must be a{'n integer' if integer else ' finite number'}, got {value!r}")
     too_small = value <= minimum if exclusive else value < minimum
-    too_big = below is not None and value >= below
+    too_big = (below is not None and value >= below) or (maximum is not None and value > maximum)
     if too_small or too_big:
         low = f"> {minimum}" if exclusive else f">= {minimum}"
-        high = f" and < {below}" if below is not None else ""
+        high = f" and < {below}" if below is not None else f" and <= {maximum}" if maximum is not None else ""
         raise UsageError(f"--{name} must be {low}{high}, got {value}")
 
 

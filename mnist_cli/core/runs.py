@@ -6,6 +6,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,6 +17,7 @@ from typing import Any
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import BusyError, LocalIOError, MnistError, ModelError, UsageError
 from mnist_cli.core.fileio import atomic_write_text
+from mnist_cli.core.safeio import UnsafeFile, read_json
 
 HISTORY_FILE = "history.json"
 RESULT_FILE = "result.json"
@@ -28,6 +31,8 @@ RUNS_DIR_ENV = "MNIST_RUNS_DIR"
 __all__ = [
     "BEST_DIR",
     "BROKEN",
+    "CHECKPOINT_STATE",
+    "CheckpointState",
     "FINISHED",
     "INTERRUPTED",
     "RUNNING",
@@ -41,12 +46,15 @@ __all__ = [
     "RUNS_DIR_ENV",
     "RunSummary",
     "SORT_KEYS",
+    "checkpoints_in",
     "latest_run",
     "list_runs",
     "load_history",
     "new_run_dir",
+    "read_checkpoint_state",
     "resolve_run",
     "run_lock",
+    "run_subdir",
     "runs_root",
     "write_json",
 ]
@@ -64,7 +72,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    # Regular files only, size- and depth-capped: a run directory is untrusted input.
+    return read_json(path)
 
 
 def run_started(run_dir: Path) -> datetime | None:
@@ -72,7 +81,7 @@ def run_started(run_dir: Path) -> datetime | None:
     run_dir = Path(run_dir)
     try:
         started = _parse_time(_read_json(run_dir / RESULT_FILE).get("started"))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # UnsafeFile is a ValueError
         started = None
     if started is not None:
         return started
@@ -149,31 +158,77 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run's lock file while training writes it; a second writer gets a BusyError."""
     import filelock
 
-    lock = filelock.FileLock(str(Path(run_dir) / LOCK_FILE))
+    from mnist_cli.core.fileio import io_error
+    from mnist_cli.core.safeio import kind_of
+
+    lock_path = Path(run_dir) / LOCK_FILE
+    # Only a regular file (or none) is a lock: opening a directory fails, a symlink loop
+    # never resolves, and a link elsewhere would have the lock created outside the run.
+    try:
+        mode = os.lstat(lock_path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise io_error(exc, f"checking the lock file {lock_path}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise LocalIOError(
+            f"{lock_path} is {kind_of(mode)}, not a lock file; refusing to use it",
+            "no `mnist train` makes it; remove it, then run the command again",
+        )
+    lock = filelock.FileLock(str(lock_path))
     try:
         lock.acquire(timeout=1)  # `mnist runs` may hold it for an instant to see whether a run is live
     except filelock.Timeout:
         raise BusyError(f"another `mnist train` is writing to {run_dir}", "wait for it to finish, or choose another --run-dir") from None
+    except OSError as exc:  # a read-only run directory, or no permission on the lock file
+        raise io_error(exc, f"locking {run_dir}") from None
     try:
         yield
     finally:
         lock.release()
 
 
-def load_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's per-epoch history (empty when there is none); a damaged file is a ModelError."""
-    try:
-        history = _load_object_file(Path(run_dir) / HISTORY_FILE, list)
-    except _Broken as exc:
-        # The reason starts with the file's name: "history.json is not valid JSON: ...".
-        raise ModelError(f"{Path(run_dir)}{os.sep}{exc}", "restore it from a backup, or train a new run") from None
-    if history is None:
-        return []
-    if not all(isinstance(epoch, dict) for epoch in history):
-        raise ModelError(
-            f"{Path(run_dir) / HISTORY_FILE} holds something other than per-epoch objects", "restore it from a backup, or train a new run"
-        )
+# history.json's fields: (name, integer?, may be null). Every entry the trainer writes has them all.
+_HISTORY_FIELDS = (
+    ("epoch", True, False),
+    ("train_loss", False, False),
+    ("train_accuracy", False, False),
+    ("val_loss", False, True),
+    ("val_accuracy", False, True),
+    ("lr", False, False),
+    ("seconds", False, False),
+    ("samples", True, False),
+    ("samples_per_second", False, False),
+)
+
+
+def _check_history(history: list[Any]) -> list[dict[str, Any]]:
+    for index, entry in enumerate(history):
+        where = f"{HISTORY_FILE} entry {index + 1}"
+        if not isinstance(entry, dict):
+            raise _Broken(f"{where} is not an object")
+        for name, integer, nullable in _HISTORY_FIELDS:
+            value = entry.get(name)
+            if value is None and nullable and name in entry:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
+                raise _Broken(f"{where}: {name!r} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
+        if entry["epoch"] != index + 1:
+            raise _Broken(f"{where} is for epoch {entry['epoch']}, expected {index + 1}")
     return history
+
+
+def load_history(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's history.json, checked entry by entry ([] when there is none); ModelError when damaged."""
+    run_dir = Path(run_dir)
+    try:
+        history = _load_object_file(run_dir / HISTORY_FILE, list)
+        return [] if history is None else _check_history(history)
+    except _Broken as exc:
+        raise ModelError(
+            f"{run_dir}{os.sep}{exc}",  # the reason starts with the file's name
+            "restore it from a backup, or move it away to resume without the per-epoch log",
+        ) from None
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -235,6 +290,32 @@ class RunSummary:
         }
 
 
+def run_subdir(run_dir: Path, name: str) -> Path:
+    """`run_dir/name`, refused when it is a symbolic link: the tool writes and prunes only inside the run."""
+    path = Path(run_dir) / name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        from mnist_cli.core.fileio import io_error
+
+        raise io_error(exc, f"checking {path}") from None
+    if stat.S_ISLNK(info.st_mode):
+        # A checkpoints/ linked to another run's folder would have that run's checkpoints pruned.
+        try:
+            where = os.readlink(path)
+        except OSError:
+            where = "elsewhere"
+        raise LocalIOError(
+            f"{path} is a symbolic link (to {where}); refusing to write or delete through it",
+            f"replace it with a real folder (or remove it) inside {run_dir}",
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise LocalIOError(f"a file is in the way: {path} should be a folder", "move the file away")
+    return path
+
+
 def runs_root(root: Path | None = None) -> Path:
     """The folder holding run directories: `root`, else $MNIST_RUNS_DIR, else ./runs."""
     return Path(root or os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_ROOT)
@@ -246,7 +327,11 @@ def is_running(run_dir: Path) -> bool:
 
     lock_path = Path(run_dir) / LOCK_FILE
     # The trainer creates the lock file; without one nothing holds it, and probing would create it.
-    if not lock_path.is_file():
+    # Only a regular file is probed (lstat: a symlink, FIFO or directory is nobody's lock).
+    try:
+        if not stat.S_ISREG(os.lstat(lock_path).st_mode):
+            return False
+    except OSError:
         return False
     lock = FileLock(lock_path, timeout=0)
     try:
@@ -275,8 +360,10 @@ def _load_object_file(path: Path, what: type) -> Any:
         value = _read_json(path)
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _Broken(f"{path.name} is not valid JSON: {exc}") from None
+    except UnsafeFile as exc:
+        raise _Broken(f"{path.name} {exc}") from None
+    except OSError as exc:
+        raise _Broken(f"{path.name} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(value, what):
         raise _Broken(f"{path.name} is not a JSON {'object' if what is dict else 'list'}")
     return value
@@ -364,3 +451,87 @@ def list_runs(root: Path, *, sort: str = "date") -> list[RunSummary]:
     # Hidden folders are not runs (editor and tool state, for example).
     runs = [summarize_run(child) for child in children if child.is_dir() and not child.name.startswith(".")]
     return sorted(runs, key=_sort_key(sort))
+
+
+# --------------------------------------------------------------------------- checkpoint state files
+
+CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
+_STATE_LIMIT = 1024 * 1024  # a state file lists a few checkpoints; a real one is a few hundred bytes
+_STATE_LINE = re.compile(r'^\s*([a-z_]+)\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|([-+0-9.eE]+))\s*$')
+_STATE_PATHS = ("model_checkpoint_path", "all_model_checkpoint_paths")
+_STATE_NUMBERS = ("all_model_checkpoint_timestamps", "last_preserved_timestamp")
+_CHECKPOINT_NAME = re.compile(r"^.+-(\d+)$")  # ckpt-N, or any prefix-N a user saved
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """A checkpoint directory's state file: the newest checkpoint and every one it records, as written."""
+
+    latest: str
+    paths: tuple[str, ...]
+
+
+def checkpoints_in(directory: Path) -> list[str]:
+    """The complete-looking checkpoints (name-N with an .index) in a directory, oldest first."""
+    found = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    for name in names:
+        match = _CHECKPOINT_NAME.match(name[: -len(".index")]) if name.endswith(".index") else None
+        if match:
+            found.append((int(match.group(1)), name[: -len(".index")]))
+    return [name for _, name in sorted(found)]
+
+
+def state_refused(state: Path, reason: str) -> ModelError:
+    """The error for a checkpoint state file that cannot be used, saying which checkpoints are there."""
+    present = checkpoints_in(state.parent)
+    if present:
+        hint = (
+            f"checkpoints there: {', '.join(present)}; to use the newest, replace {state} "
+            f"with the single line: model_checkpoint_path: \"{present[-1]}\""
+        )
+    else:
+        hint = f"no checkpoint is left in {state.parent}; move the folder away and train again"
+    return ModelError(f"{state} {reason}; refusing to use it", hint)
+
+
+def read_checkpoint_state(directory: Path) -> CheckpointState | None:
+    """Parse a checkpoint directory's state file strictly; None when there is none, ModelError when it is damaged."""
+    state = Path(directory) / CHECKPOINT_STATE
+    try:
+        text = _read_small_text(state)
+    except FileNotFoundError:
+        return None
+    except UnsafeFile as exc:
+        raise state_refused(state, str(exc)) from None
+    except OSError as exc:
+        raise state_refused(state, f"cannot be read ({exc.strerror or exc})") from None
+    latest: str | None = None
+    paths: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _STATE_LINE.match(line)
+        key = match.group(1) if match else None
+        is_path = match is not None and match.group(2) is not None and key in _STATE_PATHS
+        is_number = match is not None and match.group(3) is not None and key in _STATE_NUMBERS
+        if not (is_path or is_number):
+            raise state_refused(state, f"is damaged (line {number} is not a checkpoint record)")
+        if is_path:
+            value = match.group(2).replace("\\\\", "\\").replace('\\"', '"')
+            paths.append(value)
+            if key == "model_checkpoint_path":
+                latest = value
+    if latest is None:
+        raise state_refused(state, "names no checkpoint")
+    return CheckpointState(latest=latest, paths=tuple(paths))
+
+
+def _read_small_text(path: Path) -> str:
+    """A small UTF-8 text file from a run directory (regular file only, size-capped)."""
+    from mnist_cli.core.safeio import read_text
+
+    return read_text(path, limit=_STATE_LIMIT)

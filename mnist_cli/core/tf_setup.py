@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ def import_tensorflow() -> ModuleType:
             # The first op loads the remaining kernels (and their log lines); a multi-worker
             # run must not run one before its strategy configures the collective ops.
             tensorflow.constant(0) + 0
+    # TF's Python warnings (a checkpoint with unrestored values, a parse failure of a state
+    # file) would print beside the one `error:` line; the tool reports those itself.
+    tensorflow.get_logger().setLevel(logging.ERROR)
     return tensorflow
 
 

@@ -18,6 +18,7 @@ otherwise it is a DownloadError.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import gzip
@@ -28,6 +29,7 @@ import os
 import re
 import socket
 import ssl
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -42,7 +44,7 @@ import filelock
 
 from mnist_cli import __version__
 from mnist_cli.data.registry import DatasetSpec, FileSpec, dataset_dir, dataset_spec, missing_files
-from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, UsageError
+from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, LocalIOError, UsageError
 from mnist_cli.core.fileio import atomic_write_text, fsync_dir, io_error
 
 MIRROR_ENV = "MNIST_MIRROR"
@@ -77,9 +79,11 @@ DEFAULT_SETTINGS = Settings()
 class Mirror:
     """A place that serves the files: an http(s) base URL or a local folder."""
 
-    label: str
-    url: str | None = None
+    label: str  # what is printed and recorded: credentials are never part of it
+    url: str | None = None  # without credentials
     path: Path | None = None
+    # "Basic ..." from a URL's user:password@, sent as HTTP basic auth and never printed.
+    authorization: str | None = field(default=None, repr=False)
 
 
 # Events -----------------------------------------------------------------------
@@ -195,17 +199,32 @@ class DownloadResult:
 
 def parse_mirror(value: str, *, origin: str = "--mirror") -> Mirror:
     """Turn an http(s):// URL, file:// URL or folder path into a Mirror, or raise UsageError."""
-    text = value.strip()
+    raw = value.strip()
     hint = "give an http(s):// URL, a file:// URL or an existing folder that holds the .gz files"
-    if not text:
+    if not raw:
         raise UsageError(f"{origin} is empty", hint)
-    parsed = urllib.parse.urlsplit(text)
+    try:
+        parsed = urllib.parse.urlsplit(raw)
+        hostname = parsed.hostname
+    except ValueError as exc:  # a bad port or IPv6 literal
+        raise UsageError(f"{origin} {redact_url(raw)!r} is not a valid URL ({exc})", hint) from None
+    text = redact_url(raw)  # only the redacted form is ever printed
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        if not parsed.hostname:
+        if not hostname:
             raise UsageError(f"{origin} {text!r} has no host name", hint)
-        base = text if text.endswith("/") else text + "/"
-        return Mirror(label=base, url=base)
+        authorization = None
+        if parsed.username is not None or parsed.password is not None:
+            user = urllib.parse.unquote(parsed.username or "")
+            password = urllib.parse.unquote(parsed.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            authorization = f"Basic {token}"
+            raw = urllib.parse.urlunsplit(parsed._replace(netloc=parsed.netloc.rpartition("@")[2]))
+        base = raw if raw.endswith("/") else raw + "/"
+        label = text if text.endswith("/") else text + "/"
+        return Mirror(label=label, url=base, authorization=authorization)
+    if parsed.username is not None or parsed.password is not None:
+        raise UsageError(f"{origin} {text!r} carries credentials, which only http(s):// mirrors can use", hint)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise UsageError(f"{origin} {text!r} names a remote host; file:// URLs must be local", hint)
@@ -218,6 +237,11 @@ def parse_mirror(value: str, *, origin: str = "--mirror") -> Mirror:
         raise UsageError(f"{origin} {text!r} is not an existing folder", hint)
     path = path.resolve()
     return Mirror(label=str(path), path=path)
+
+
+def redact_url(text: str) -> str:
+    """`text` with any user:password@ in a URL replaced by ***@, for printing and logs."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 def resolve_mirrors(dataset: str, values: Sequence[str] | None = None) -> tuple[Mirror, ...]:
@@ -325,16 +349,21 @@ def _verify(spec: FileSpec, path: Path, gz_sha256: str) -> str:
 
 
 def _stamp(path: Path) -> dict[str, int]:
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
 
 
 def _load_manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    from mnist_cli.core.safeio import read_json
+
     try:
-        data = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        # Regular file, size and nesting capped: a hostile manifest must not hang or crash us.
+        data = read_json(directory / MANIFEST_NAME)
+    except (OSError, ValueError):  # UnsafeFile is a ValueError
         return {}  # a missing or damaged cache only costs a re-hash
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: entry for name, entry in data.items() if isinstance(entry, dict)}
 
 
 def _remove_stale_temporaries(directory: Path) -> None:
@@ -392,12 +421,19 @@ def _check_head(head: bytes) -> None:
 
 def _copy_local(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent) -> str:
     assert mirror.path is not None
+    from mnist_cli.core.safeio import UnsafeFile, open_regular
+
     source = mirror.path / spec.name
+    # As over HTTP, no genuine copy is much bigger than the original.
+    limit = 2 * spec.size + (1 << 20)
     try:
-        reader = open(source, "rb")  # noqa: SIM115
+        # A FIFO or device is refused from its type, without waiting on it.
+        reader = open_regular(source, limit=limit)
         total = os.fstat(reader.fileno()).st_size
     except FileNotFoundError:
         raise _MirrorFailure("no such file") from None
+    except UnsafeFile as exc:
+        raise _MirrorFailure(f"it {exc}") from None
     except OSError as exc:
         raise _MirrorFailure(f"cannot read it ({_describe(exc)})") from None
     digest = hashlib.sha256()
@@ -416,6 +452,8 @@ def _copy_local(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent) -> st
             _write(handle, chunk, part)
             digest.update(chunk)
             done += len(chunk)
+            if done > limit:  # the file grew while being copied
+                raise _MirrorFailure(f"grew past {limit} bytes while being copied, far more than the file has")
             emit(FileProgress(spec.name, done, total))
         _finish(handle, part)
     if done < total:
@@ -424,6 +462,8 @@ def _copy_local(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent) -> st
 
 
 _opener = urllib.request.build_opener()
+# scheme://user:password@ anywhere in a string (also inside an error message).
+_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 
 
 def _http_once(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent, settings: Settings) -> tuple[str, int]:
@@ -444,6 +484,9 @@ def _http_once(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent, settin
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(mirror.url + urllib.parse.quote(spec.name), headers=headers)
+    if mirror.authorization:
+        # Unredirected: a redirect to another host must not carry the credentials along.
+        request.add_unredirected_header("Authorization", mirror.authorization)
     try:
         response = _opener.open(request, timeout=settings.timeout)
     except urllib.error.HTTPError as exc:
@@ -581,12 +624,18 @@ def _failure_error(spec: FileSpec, failures: list[tuple[Mirror, _MirrorFailure]]
 
 def _existing(spec: FileSpec, target: Path, manifest: dict[str, dict[str, Any]], emit: OnEvent) -> FileResult | None:
     """The result for a file already on disk if it is genuine, else None (after saying why)."""
+    from mnist_cli.core.safeio import kind_of
+
     try:
+        mode = target.stat().st_mode
         stamp = _stamp(target)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise io_error(exc, f"reading {target}") from None
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a directory gets io_error's "in the way" below
+        # Hashing a FIFO would wait for a writer forever; a device would never end.
+        raise LocalIOError(f"{target} is {kind_of(mode)}, not a regular file; refusing to read it", "move it away, then run the command again")
     entry = manifest.get(spec.name)
     if entry and {key: entry.get(key) for key in stamp} == stamp and entry.get("expected") == spec.sha256:
         source = entry.get("source")

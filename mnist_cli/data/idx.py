@@ -5,10 +5,14 @@ Pixels stay uint8 here; scaling to [0, 1] happens inside the compiled graph.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,19 +25,31 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _FIX = "run `mnist download --force` to fetch a good copy"
 
 
-def _read_bytes(path: Path) -> bytes:
+# The largest file the header may promise: full MNIST's training images are 47 MB, and a
+# header claiming more than this is a decompression bomb or garbage, refused unread.
+MAX_IDX_BYTES = 1 << 30
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """The file's decompressed stream, for reading bit by bit; errors become one DataError line."""
+    from mnist_cli.core.safeio import UnsafeFile, open_regular
+
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(2)
             handle.seek(0)
             if head == _GZIP_MAGIC:
                 with gzip.GzipFile(fileobj=handle) as unzipped:
-                    return unzipped.read()
-            return handle.read()
+                    yield unzipped
+            else:
+                yield handle
     except FileNotFoundError:
         raise DataError(f"{path} is missing", "run `mnist download` to fetch it") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a directory, not an IDX file", "remove it and run `mnist download`") from None
+    except UnsafeFile as exc:
+        raise DataError(f"{path} {exc}", "remove it and run `mnist download`") from None
     except PermissionError:
         # Exit 6 as documented for "no permission": the file may be fine, the access is not.
         from mnist_cli.core.errors import LocalIOError
@@ -45,38 +61,46 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path} cannot be read: {exc.strerror or exc}", _FIX) from None
 
 
-def _header(data: bytes, path: Path, magic: int, ndim: int) -> tuple[int, ...]:
+def _read_idx(path: Path, magic: int, ndim: int) -> tuple[tuple[int, ...], bytes]:
+    """The dimensions and payload of an IDX file, checked from its header before the payload is read."""
     header_size = 4 + 4 * ndim
-    if len(data) < 4:
-        raise DataError(f"{path} is too short to be an IDX file ({len(data)} bytes)", _FIX)
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise DataError(f"{path} has IDX magic number {found}, expected {magic}", _FIX)
-    if len(data) < header_size:
-        raise DataError(f"{path} is too short to be an IDX file ({len(data)} bytes)", _FIX)
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header_size + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
-        raise DataError(f"{path} holds {len(data)} bytes but its header promises {expected}", _FIX)
-    return dims
+    with _opened(path) as stream:
+        header = stream.read(header_size)
+        if len(header) < 4:
+            raise DataError(f"{path} is too short to be an IDX file ({len(header)} bytes)", _FIX)
+        found = int.from_bytes(header[:4], "big")
+        if found != magic:
+            raise DataError(f"{path} has IDX magic number {found}, expected {magic}", _FIX)
+        if len(header) < header_size:
+            raise DataError(f"{path} is too short to be an IDX file ({len(header)} bytes)", _FIX)
+        dims = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+        if ndim == 3 and dims[1:] != (ROWS, COLS):
+            raise DataError(f"{path} holds {dims[1]}x{dims[2]} images, expected {ROWS}x{COLS}", _FIX)
+        body_size = math.prod(dims)
+        expected = header_size + body_size
+        if body_size > MAX_IDX_BYTES:
+            raise DataError(f"{path}'s header promises {expected:,} bytes, more than any MNIST-style file", _FIX)
+        # One byte past the promise tells "too long" from "exact" without decompressing a bomb.
+        body = stream.read(body_size + 1)
+        if len(body) > body_size:
+            raise DataError(f"{path} holds more bytes than its header promises ({expected})", _FIX)
+        if len(body) < body_size:
+            raise DataError(f"{path} holds {header_size + len(body)} bytes but its header promises {expected}", _FIX)
+    return dims, body
 
 
 def read_idx_images(path: Path) -> np.ndarray:
     """Read an IDX image file (gzip or raw) into a uint8 array of shape [N, 28, 28]."""
     path = Path(path)
-    data = _read_bytes(path)
-    count, rows, cols = _header(data, path, IMAGE_MAGIC, 3)
-    if (rows, cols) != (ROWS, COLS):
-        raise DataError(f"{path} holds {rows}x{cols} images, expected {ROWS}x{COLS}", _FIX)
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols)
+    (count, rows, cols), body = _read_idx(path, IMAGE_MAGIC, 3)
+    return np.frombuffer(body, dtype=np.uint8).reshape(count, rows, cols)
 
 
 def read_idx_labels(path: Path) -> np.ndarray:
     """Read an IDX label file (gzip or raw) into a uint8 array of shape [N]."""
     path = Path(path)
-    data = _read_bytes(path)
-    (count,) = _header(data, path, LABEL_MAGIC, 1)
-    labels = np.frombuffer(data, dtype=np.uint8, offset=8)
+    (count,), body = _read_idx(path, LABEL_MAGIC, 1)
+    labels = np.frombuffer(body, dtype=np.uint8)
     if count and int(labels.max()) >= NUM_CLASSES:
         raise DataError(f"{path} has label {int(labels.max())}, expected 0 to {NUM_CLASSES - 1}", _FIX)
     return labels

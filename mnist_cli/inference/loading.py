@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,12 @@ from mnist_cli.core import runs
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import ModelError
 
-CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
+CHECKPOINT_STATE = runs.CHECKPOINT_STATE
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
 
 _STEP = re.compile(r"-(\d+)$")
 _DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
-_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.MULTILINE)
 _TARGETS = "a run directory, a checkpoint directory, a checkpoint prefix (runs/x/checkpoints/ckpt-7) or a model.keras file"
 
 
@@ -164,35 +164,22 @@ def _checkpoint_step(prefix: Path) -> int | None:
 
 def _newest_checkpoint(directory: Path) -> Path | None:
     """The checkpoint a directory's state file names (looked up inside the directory only), else its highest-numbered one."""
-    state = directory / CHECKPOINT_STATE
-    if state.is_file():
-        try:
-            text = state.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{state} cannot be read: {exc}", "it may be corrupt; point at a checkpoint prefix instead") from None
-        match = _STATE_LINE.search(text)
-        if match is None:
-            raise ModelError(f"{state} names no checkpoint", "it may be corrupt; point at a checkpoint prefix instead")
+    state = runs.read_checkpoint_state(directory)  # strict: a damaged state file is refused, listing what is there
+    if state is not None:
         # Only the file name is used: a run that was moved keeps working, and a state file
         # can never send the loader outside the directory it sits in.
-        name = Path(match.group(1).replace("\\\\", "\\").replace('\\"', '"')).name
+        name = Path(state.latest).name
         prefix = directory / name
         if not Path(f"{prefix}.index").is_file():
+            present = runs.checkpoints_in(directory)
             raise ModelError(
-                f"{state} names {name}, but {prefix}.index is missing",
-                "the checkpoint is partial; point at another checkpoint prefix in the directory, or train again",
+                f"{directory / CHECKPOINT_STATE} names {name}, but {prefix}.index is missing",
+                "the checkpoint is partial; "
+                + (f"point at another one in the directory ({', '.join(present)})" if present else "train again"),
             )
         return prefix
-    numbered = []
-    try:
-        candidates = list(directory.glob("*.index"))
-    except OSError:
-        candidates = []
-    for index_file in candidates:
-        step = _checkpoint_step(index_file.with_suffix(""))
-        if step is not None:
-            numbered.append((step, index_file.with_suffix("")))
-    return max(numbered)[1] if numbered else None
+    present = runs.checkpoints_in(directory)
+    return directory / present[-1] if present else None
 
 
 def _find_config(start: Path) -> Path | None:
@@ -309,18 +296,17 @@ def _stored_int(tf: Any, prefix: str, name: str) -> int | None:
 
 def _load_keras(target: Target) -> Loaded:
     config = TrainConfig.load(target.config_file.parent) if target.config_file else TrainConfig()
-    from mnist_cli.core.tf_setup import import_tensorflow
+    _check_archive(target.path)  # before TensorFlow is imported: a bad file fails in a blink
+    from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
 
     import_tensorflow()
     import keras
 
-    if not zipfile.is_zipfile(target.path):
-        raise ModelError(
-            f"{target.path} is not a Keras model file (a .keras file is a zip archive)",
-            "it may be truncated or corrupt; export it again with `mnist export`, or use the run's checkpoints",
-        )
     try:
-        model = keras.saving.load_model(target.path, safe_mode=True, compile=False)
+        # Keras warns (on stderr) about members it skips; _check_archive refused those already.
+        with warnings.catch_warnings(), native_stderr_silenced():  # h5py/HDF5 diagnostics too
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(target.path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for damaged or foreign files
         raise ModelError(
             f"{target.path} cannot be loaded as a Keras model: {_first_line(exc)}",
@@ -338,6 +324,49 @@ def _load_keras(target: Target) -> Loaded:
         step=None,
     )
     return Loaded(model=model, config=config, source=source, config_known=target.config_file is not None)
+
+
+# Bounds on a .keras archive, checked from its directory before Keras reads a member: the
+# JSON members of a model.keras are a few kilobytes, the weights of the largest allowed
+# network well under the total cap. zipfile stops reading a member at its declared size,
+# so a member cannot expand past what the directory says.
+KERAS_JSON_LIMIT = 4 * 1024 * 1024
+KERAS_TOTAL_LIMIT = 2 * 1024 * 1024 * 1024
+KERAS_MAX_MEMBERS = 256
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a .keras file that is not a regular zip file of sane, bounded, relative members."""
+    from mnist_cli.core.safeio import UnsafeFile, check_regular
+
+    fix = "export it again with `mnist export`, or use the run's checkpoints"
+    try:
+        check_regular(path)
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except UnsafeFile as exc:
+        raise ModelError(f"{path} {exc}", fix) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive)", f"it may be truncated or corrupt; {fix}") from None
+    if len(members) > KERAS_MAX_MEMBERS:
+        raise ModelError(f"{path} holds {len(members)} files, more than a Keras model has", fix)
+    total = 0
+    for member in members:
+        name = member.filename
+        if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/") or any(ord(c) < 32 for c in name):
+            raise ModelError(f"{path} holds a file with an unsafe name ({_quoted(name)}); refusing it", fix)
+        limit = KERAS_JSON_LIMIT if name.endswith(".json") else KERAS_TOTAL_LIMIT
+        total += member.file_size
+        if member.file_size > limit or total > KERAS_TOTAL_LIMIT:
+            raise ModelError(
+                f"{path}: {_quoted(name)} expands to {member.file_size:,} bytes, over the {limit:,}-byte cap; refusing it",
+                fix,
+            )
+
+
+def _quoted(text: str) -> str:
+    """A file name from an archive, quoted with its control characters escaped."""
+    return repr(text[:200])
 
 
 def _check_io(model: Any, path: Path) -> None:

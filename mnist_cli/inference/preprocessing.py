@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnist_cli.core.errors import InputError
+from mnist_cli.core.tf_setup import native_stderr_silenced
 
 # Pillow's own guard (Image.MAX_IMAGE_PIXELS, about 89 megapixels) stays on; this cap
 # is lower because a digit never needs more and 40 megapixels of RGB is ~120 MB decoded.
@@ -74,9 +75,12 @@ def load_image(source: Path | bytes, *, name: str | None = None) -> Image.Image:
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=_FORMATS)
-            _check_pixels(image.size, label)
-            image.load()
+            # libtiff writes its complaints ("ZIPDecode: Not enough data") straight to file
+            # descriptor 2; the damage is reported below as one line instead.
+            with native_stderr_silenced():
+                image = Image.open(io.BytesIO(data), formats=_FORMATS)
+                _check_pixels(image.size, label)
+                image.load()
         except InputError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -148,16 +152,21 @@ def _read_source(source: Path | bytes, label: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
+        from mnist_cli.core.safeio import UnsafeFile, open_regular
+
         path = Path(source)
         try:
             if path.is_dir():
                 raise IsADirectoryError
-            with open(path, "rb") as handle:
+            # A FIFO or device is refused from its type, never waited on or read without end.
+            with open_regular(path) as handle:
                 data = handle.read(MAX_FILE_BYTES + 1)
         except FileNotFoundError:
             raise InputError(f"{label} does not exist", "check the path") from None
         except IsADirectoryError:
             raise InputError(f"{label} is a directory, not an image", "give the image files inside it") from None
+        except UnsafeFile as exc:
+            raise InputError(f"{label} {exc}", "give a picture file; pipe other sources in with -") from None
         except PermissionError:
             raise InputError(f"{label} cannot be read: permission denied", "check the file's permissions") from None
         except OSError as exc:

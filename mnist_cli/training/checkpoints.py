@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.errors import LocalIOError, ModelError
+from mnist_cli.core import runs
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
@@ -81,10 +82,14 @@ class RunCheckpoints:
         self, run_dir: Path, *, model: Any, optimizer: Any, state: LoopState, keep: int, restore_dir: Path | None = None
     ) -> None:
         self.checkpoint = _checkpoint(model, optimizer, state)
+        self.state = state
         # A multi-worker run's other workers write a scratch copy but resume from the chief's run.
         self.restore_dir = Path(restore_dir or run_dir)
         # A CheckpointManager reads the state file's paths and later deletes the old ones,
         # so a state file naming files outside its directory must be refused first.
+        # Nor may checkpoints/ or best/ be links: saving prunes old checkpoints in them.
+        for name in (CHECKPOINTS_DIR, BEST_DIR):
+            runs.run_subdir(run_dir, name)
         for directory in (Path(run_dir) / CHECKPOINTS_DIR, Path(run_dir) / BEST_DIR, self.restore_dir / CHECKPOINTS_DIR):
             _check_state(directory)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / CHECKPOINTS_DIR), max_to_keep=keep)
@@ -117,7 +122,32 @@ class RunCheckpoints:
         path = latest_in(self.restore_dir / CHECKPOINTS_DIR)
         if path:
             _restore(self.checkpoint, path)
+            self._reconcile_best(path)
         return path
+
+    def _reconcile_best(self, latest: str) -> None:
+        """Make the loop's record of the best epoch agree with what best/ really holds.
+
+        An epoch is saved to checkpoints/ and then, if it is the best so far, to best/. A
+        full disk or a kill between the two leaves a latest checkpoint that records the
+        new best epoch while best/ still holds the previous one; the finished run would
+        then claim one epoch and score another.
+        """
+        state = self.state
+        recorded = int(state.best_epoch.numpy())
+        best_path = latest_in(self.restore_dir / BEST_DIR)
+        held = (_stored_number(best_path, "best_epoch") or 0) if best_path else 0
+        if recorded == held:
+            return
+        at_end_of_best = recorded == int(state.epoch.numpy()) and int(state.step_in_epoch.numpy()) == 0
+        if recorded and at_end_of_best:
+            # The weights just restored are the best epoch's: finish the save that did not happen.
+            self.save(step=int(latest.rsplit("-", 1)[1]), best=True)
+            return
+        # best/ is what gets scored, so the record follows it.
+        state.best_epoch.assign(int(held))
+        accuracy = _stored_number(best_path, "best_val_accuracy") if best_path else None
+        state.best_val_accuracy.assign(-1.0 if accuracy is None else float(accuracy))
 
     def restore_best(self) -> str | None:
         """Restore the best checkpoint (or leave the weights as they are when there is none)."""
@@ -125,6 +155,13 @@ class RunCheckpoints:
         if path:
             _restore(self.checkpoint, path)
         return path
+
+
+def _stored_number(path: str, name: str) -> float | None:
+    try:
+        return float(tf.train.load_variable(path, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError, TypeError):
+        return None
 
 
 def save_keras_model(model: Any, path: Path) -> None:
@@ -174,30 +211,40 @@ def restore_weights(model: Any, path: str) -> None:
 
 
 def latest_in(directory: Path) -> str | None:
-    """The newest checkpoint prefix recorded in a checkpoint directory, if any; never one outside it."""
-    _check_state(directory)
-    try:
-        return tf.train.latest_checkpoint(str(directory))
-    except (tf.errors.OpError, ValueError):
-        return None
+    """The newest checkpoint prefix recorded in a checkpoint directory, if any; never one outside it.
 
-
-def _check_state(directory: Path) -> None:
-    """Refuse a checkpoint state file that names files outside its own directory."""
-    try:
-        state = tf.train.get_checkpoint_state(str(directory))
-    except (tf.errors.OpError, ValueError):
-        return  # an unreadable state file counts as none
+    A state file that is damaged, or that records a checkpoint whose files are gone, is a
+    ModelError: starting again from nothing would overwrite a run that only needs repair.
+    """
+    state = _check_state(directory)
     if state is None:
-        return
+        return None
+    try:
+        path = tf.train.latest_checkpoint(str(directory))
+    except (tf.errors.OpError, ValueError):
+        path = None
+    if path is None:
+        raise runs.state_refused(Path(directory) / runs.CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
+    return path
+
+
+def _check_state(directory: Path) -> runs.CheckpointState | None:
+    """Refuse a checkpoint state file that is damaged or names files outside its own directory."""
+    # Parsed strictly without TF first: TF would block on a FIFO, read a huge file whole,
+    # and treat an unparsable file as "no checkpoint" (logging a warning).
+    state = runs.read_checkpoint_state(directory)
+    if state is None:
+        return None
     inside = os.path.normpath(str(directory))
     # TF joins relative paths to the directory itself; an absolute path or `..` leads elsewhere.
-    for path in (state.model_checkpoint_path, *state.all_model_checkpoint_paths):
-        if os.path.dirname(os.path.normpath(path)) != inside:
+    for path in state.paths:
+        joined = path if os.path.isabs(path) else os.path.join(str(directory), path)
+        if os.path.dirname(os.path.normpath(joined)) != inside:
             raise ModelError(
                 f"{Path(directory) / 'checkpoint'} names {path}, outside {directory}; refusing to use it",
                 "the run directory was altered or is not from `mnist train`; train again, or point at a checkpoint prefix inside it",
             )
+    return state
 
 
 def _remove_unrecorded(directory: Path, step: int) -> None:

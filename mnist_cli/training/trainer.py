@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from mnist_cli.core import runs
-from mnist_cli.core.config import TrainConfig
-from mnist_cli.core.errors import DivergedError, Interrupted, UsageError
+from mnist_cli.core.config import TrainConfig, format_hidden
+from mnist_cli.core.errors import DivergedError, Interrupted, LocalIOError, UsageError
 from mnist_cli.core.fileio import io_error
 from mnist_cli.core.tf_setup import import_tensorflow
 from mnist_cli.data.idx import Splits
@@ -80,8 +80,19 @@ def fit(
     placement: distribute.Placement | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in `run_dir` and score it on the full test split."""
-    emit = on_event or (lambda event: None)
-    run_dir = Path(run_dir)
+    try:
+        return _fit(config, data, run_dir=Path(run_dir), emit=on_event or (lambda event: None), deterministic=deterministic, placement=placement)
+    except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
+        # Checkpoint saves turn a full disk into their own error first; what is left is memory.
+        raise LocalIOError(
+            f"out of memory while training {config.model} (batch {config.batch_size}, layers {format_hidden(config.hidden)})",
+            "lower --batch-size or --hidden, or close what else uses the memory; then resume with --resume",
+        ) from None
+
+
+def _fit(
+    config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEvent, deterministic: bool, placement: distribute.Placement | None
+) -> TrainResult:
     placement = placement or distribute.make_placement("one")
     if not placement.is_chief:
         # Every worker must take part in each checkpoint save, but only the chief
@@ -149,6 +160,9 @@ class _Loop:
             self.run_dir, model=self.model, optimizer=self.optimizer, state=self.state, keep=config.keep_checkpoints, restore_dir=self.restore_dir
         )
         resumed_from = self.saver.restore_latest()
+        # Read (and check) the history before anything is written: a damaged one refuses the resume.
+        # Entries past the checkpoint (a crash between the two writes) are dropped.
+        self.history = runs.load_history(self.restore_dir)[: self._epochs_done()] if resumed_from else []
         if resumed_from is None:
             config.save(self.run_dir)
         self.train_chunk = steps.make_train_chunk(self.model, self.optimizer, config, self.placement.strategy)
@@ -156,8 +170,6 @@ class _Loop:
         self.images = tf.constant(data.train_images)
         self.labels = tf.constant(data.train_labels)
         self.writer = summaries.RunSummaries(self.run_dir, config, data.class_names)
-        # Entries past the checkpoint (a crash between the two writes) are dropped.
-        self.history = runs.load_history(self.run_dir)[: self._epochs_done()] if resumed_from else []
         self.emit(
             TrainStarted(
                 run_dir=self.run_dir,
