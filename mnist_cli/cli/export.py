@@ -10,6 +10,7 @@ from rich.filesize import decimal
 from rich.markup import escape
 
 from mnist_cli.cli import app, common
+from mnist_cli.cli.evaluate import RunsRootOption
 
 Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
 
@@ -19,12 +20,12 @@ Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
 def export(
     target: Annotated[
         Optional[str],
-        typer.Argument(help="A run directory, checkpoint directory, checkpoint prefix or model.keras [default: the most recent run].", show_default=False),
+        typer.Argument(help="A run directory, checkpoint directory, checkpoint prefix or model.keras \\[default: the most recent run].", show_default=False),
     ] = None,
-    export_format: Annotated[Format, typer.Option("--format", "-f", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write [default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
+    export_format: Annotated[Format, typer.Option("--format", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write \\[default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
-    runs_root: Annotated[Optional[Path], typer.Option(help="Where runs live.", envvar="MNIST_RUNS_DIR", show_default="runs")] = None,
+    runs_root: RunsRootOption = None,
     json_output: common.JsonOption = False,
 ) -> None:
     """Export a trained model; the SavedModel's serving signature takes uint8 [N, 28, 28] images and scales them itself."""

@@ -35,7 +35,6 @@ def predict(
         Optional[Path],
         typer.Option(
             "--checkpoint",
-            "-c",
             help="A run directory, checkpoint directory or prefix, or model.keras \\[default: the most recent run].",
             show_default=False,
         ),

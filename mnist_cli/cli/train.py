@@ -155,7 +155,7 @@ def train(
     log_every: Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")] = D.log_every,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
     keep_checkpoints: Annotated[int, typer.Option(help="How many recent checkpoints to keep.")] = D.keep_checkpoints,
-    run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory [default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory \\[default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
     runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=RUNS_ROOT_ENV, file_okay=False)] = Path("runs"),
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
     recipe: Annotated[
@@ -178,7 +178,7 @@ def train(
     ] = common.Strategy("auto"),
     devices: Annotated[
         Optional[str],
-        typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) [default: all local GPUs].", show_default=False),
+        typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) \\[default: all local GPUs].", show_default=False),
     ] = None,
     json_output: common.JsonOption = False,
     quiet: common.QuietOption = False,
