@@ -60,10 +60,16 @@ def evaluate(
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
     from mnist_cli.inference import evaluation, loading  # imports TensorFlow
+    from mnist_cli.core import rundata
     from mnist_cli.data.download import ensure_dataset
 
     loaded = loading.load(target, runs_root=runs_root)
     name = dataset.value if dataset is not None else loaded.config.dataset
+    # The data the run was trained on, unless --data-dir (or MNIST_DATA_DIR) says otherwise.
+    run_dir = Path(loaded.source.run_dir) if loaded.source.run_dir else None
+    data_dir, note = rundata.data_dir_for(run_dir, name, data_dir)
+    if note and not quiet:
+        _say(note)
     if not quiet:
         if json_output:  # the plain summary names the model itself
             _say(f"model {loaded.source.describe()}")

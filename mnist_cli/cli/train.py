@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -51,12 +52,17 @@ class _TrainReporter:
             yield self
 
     def say(self, text: str) -> None:
-        (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
+        # Plain lines stay whole for logs and grep; on a terminal Rich wraps between words
+        # (the terminal itself would cut an epoch line mid-word) and folds long paths.
+        console = self.progress.console if self.progress else self.console
+        console.print(text, highlight=False, soft_wrap=self.plain, overflow="fold")
 
     def __call__(self, event: Any) -> None:
-        from mnist_cli.training import trainer
+        from mnist_cli.training import network, trainer
 
-        if isinstance(event, trainer.TrainStarted):
+        if isinstance(event, network.NetworkBuilt):
+            (self.progress.console if self.progress else self.console).print(network_table(event))
+        elif isinstance(event, trainer.TrainStarted):
             self.log_every = event.config.log_every
             what = f"resuming {escape(str(event.run_dir))} from {escape(event.resumed_from)}" if event.resumed_from else f"run {escape(str(event.run_dir))}"
             if event.replicas > 1:
@@ -108,10 +114,29 @@ class _TrainReporter:
         )
 
 
+def network_table(event: Any) -> Table:
+    """The network as the walk-through's `model.summary()` shows it: layers, output shapes, parameters."""
+    table = Table(title=f"network {escape(event.name)}", title_justify="left", show_footer=True)
+    table.add_column("layer", footer="total", overflow="fold")
+    table.add_column("type", overflow="fold")
+    table.add_column("output shape", overflow="fold")
+    table.add_column("parameters", justify="right", footer=f"{event.params:,}")
+    for layer in event.layers:
+        shape = "(" + ", ".join("None" if size is None else str(size) for size in layer.output_shape) + ")"
+        table.add_row(escape(layer.name), layer.kind, shape, f"{layer.params:,}")
+    return table
+
+
+def next_commands(result: Any) -> list[str]:
+    """What to run after training, quoted for a shell."""
+    run = shlex.quote(result.run_dir)
+    return [f"mnist evaluate {run}", f"tensorboard --logdir {shlex.quote(str(Path(result.run_dir).parent))}"]
+
+
 def _summary(result: Any) -> Table:
     table = Table(title=f"run {escape(result.run_dir)}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # paths fold onto the next line, never cut
     table.add_row("epochs", str(result.epochs))
     table.add_row("train", f"loss {result.train_loss:.4f}  accuracy {result.train_accuracy:.2%}")
     if result.val_accuracy is not None:
@@ -121,7 +146,8 @@ def _summary(result: Any) -> Table:
     table.add_row("test", f"[bold]accuracy {result.test_accuracy:.2%}[/]  loss {result.test_loss:.4f}")
     table.add_row("speed", f"{result.samples_per_second:,.0f} img/s, {result.seconds:.1f} s in all")
     table.add_row("model", escape(result.model_file))
-    table.add_row("next", f"mnist evaluate {escape(result.run_dir)}   ·   tensorboard --logdir {escape(str(Path(result.run_dir).parent))}")
+    if getattr(result, "params", None) is not None:
+        table.add_row("parameters", f"{result.params:,}")
     return table
 
 
@@ -203,10 +229,11 @@ def train(
         "log_every": log_every,
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
+        "recipe": recipe.value if recipe else None,
     }
     # Precedence: defaults < --recipe < --config file < options given (or set in the environment).
     given = {
-        **(cfg.recipe(recipe.value) if recipe else {}),
+        **(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}),
         **(cfg.read_config_file(config_file) if config_file else {}),
         **{name: values[name] for name in _GIVEN if _was_given(ctx, name)},
     }
@@ -217,6 +244,13 @@ def train(
     from mnist_cli.data.download import ensure_dataset
 
     run_path, config = trainer.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
+    if resume:
+        # A resumed run reads the data it was trained on, unless --data-dir says otherwise.
+        from mnist_cli.core import rundata
+
+        data_dir, note = rundata.data_dir_for(run_path, config.dataset, data_dir)
+        if note and not quiet:
+            common.err.print(escape(note), highlight=False, soft_wrap=True)
     reporter = None if quiet else _TrainReporter(common.err)
     downloads = None if quiet else DownloadReporter(common.err)
     with downloads.live() if downloads else contextlib.nullcontext():
@@ -229,6 +263,9 @@ def train(
         common.print_json(result.to_dict())
     else:
         common.out.print(_summary(result))
+        # Plain lines, outside the table, so they can be pasted as they are.
+        for command in next_commands(result):
+            common.out.print(f"next: {escape(command)}", highlight=False, soft_wrap=True)
 
 
 def _was_given(ctx: typer.Context, name: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from mnist_cli.core.config import TrainConfig
@@ -88,3 +90,50 @@ def current_learning_rate(optimizer: Any) -> float:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     rate = inner.learning_rate
     return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer as `model.summary()` lists it."""
+
+    name: str
+    kind: str  # the Keras class, such as Dense
+    output_shape: tuple[int | None, ...]
+    params: int
+
+
+@dataclass(frozen=True)
+class NetworkBuilt:
+    """The network is built: its layers, their output shapes and parameters, as the walk-through's `summary()`."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    params: int
+    trainable_params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return {
+            "name": self.name,
+            "layers": [
+                {"name": layer.name, "kind": layer.kind, "output_shape": list(layer.output_shape), "params": layer.params}
+                for layer in self.layers
+            ],
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+        }
+
+
+def describe(model: Any) -> NetworkBuilt:
+    """The layers of a built Keras model with their output shapes and parameter counts."""
+    layers = tuple(
+        Layer(
+            name=layer.name,
+            kind=type(layer).__name__,
+            output_shape=tuple(None if size is None else int(size) for size in layer.output.shape),
+            params=int(layer.count_params()),
+        )
+        for layer in model.layers
+    )
+    trainable = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
+    return NetworkBuilt(name=model.name, layers=layers, params=int(model.count_params()), trainable_params=trainable)
