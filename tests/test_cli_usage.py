@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ runner = CliRunner()
 COMMANDS = ("download", "train", "evaluate", "predict", "show", "runs", "export")
 
 
+@functools.cache
 def _options(command: str) -> dict[str, list[str]]:
     """Each option of a command: its long name and its other spellings."""
     group = get_command(app)
