@@ -160,7 +160,8 @@ def _fit_breakdown(args: argparse.Namespace, tf: Any) -> None:
     import collections
     import functools
 
-    from mnist_cli.training import checkpoints, scoring, steps, summaries, trainer
+    from mnist_cli.core import runs
+    from mnist_cli.training import checkpoints, network, scoring, steps, summaries, trainer
     from mnist_cli.core.config import TrainConfig
     from mnist_cli.data import load_splits
 
@@ -197,8 +198,8 @@ def _fit_breakdown(args: argparse.Namespace, tf: Any) -> None:
         (summaries.RunSummaries, "epoch", timer("epoch summaries (histograms, grids)", summaries.RunSummaries.epoch)),
         (summaries.RunSummaries, "steps", timer("per-chunk scalar summaries", summaries.RunSummaries.steps)),
         (scoring, "score", timer("validation scoring", scoring.score)),
-        (trainer, "atomic_write_text", timer("history.json (atomic, fsync)", trainer.atomic_write_text)),
-        (trainer.network, "current_learning_rate", timer("learning-rate reads", trainer.network.current_learning_rate)),
+        (runs, "write_json", timer("history.json (atomic, fsync)", runs.write_json)),
+        (network, "current_learning_rate", timer("learning-rate reads", network.current_learning_rate)),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:

@@ -162,12 +162,18 @@ def test_a_waiting_download_takes_over_when_the_lock_holder_is_killed(tmp_path: 
         while not server.requests:
             time.sleep(0.005)
         waiter = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        assert waiter.poll() is None  # waiting for the lock, not failing
+        # However busy the machine, the holder is killed only once the waiter says it waits.
+        said = []
+        for line in waiter.stderr:
+            said.append(line)
+            if "waiting for another mnist process" in line:
+                break
+        assert waiter.poll() is None, "".join(said)  # waiting for the lock, not failing
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
         server.throttle = 0.0
-        stdout, stderr = waiter.communicate(timeout=60)
+        stdout, rest = waiter.communicate(timeout=60)
+    stderr = "".join(said) + rest
     assert waiter.returncode == 0, stderr
     assert "waiting for another mnist process" in stderr
     _assert_complete(tiny, tmp_path / "mnist")

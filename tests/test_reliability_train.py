@@ -133,13 +133,13 @@ elif point == "old-one-half-deleted":
             hit(filespec)
     cm._delete_file_if_exists = delete
 elif point == "history-written-checkpoint-not":
-    from mnist_cli.training import trainer
-    real_write = trainer.atomic_write_text
+    from mnist_cli.core import runs
+    real_write = runs.atomic_write_text
     def write(path, text):
         real_write(path, text)
         if path.name == "history.json":
             hit(path)
-    trainer.atomic_write_text = write
+    runs.atomic_write_text = write
 sys.argv = ["mnist", *sys.argv[1:]]
 from mnist_cli.cli import main
 main()

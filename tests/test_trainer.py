@@ -11,6 +11,7 @@ import filelock
 import numpy as np
 import pytest
 
+from mnist_cli.core import runs as run_dirs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.data import load_splits
 from mnist_cli.core.errors import BusyError, DivergedError, Interrupted, UsageError
@@ -140,15 +141,15 @@ def test_a_second_training_on_the_same_run_dir_refuses(splits, tmp_path: Path) -
 
 def test_resolve_run_rules(tmp_path: Path) -> None:
     config = TrainConfig(epochs=2)
-    run_dir, same = trainer.resolve_run(config, run_dir=None, resume=False, root=tmp_path)
+    run_dir, same = run_dirs.resolve_run(config, run_dir=None, resume=False, root=tmp_path)
     assert run_dir.parent == tmp_path and run_dir.name.startswith("mnist-mlp-") and same == config
     config.save(tmp_path / "old")
     with pytest.raises(UsageError, match="already holds a run"):
-        trainer.resolve_run(config, run_dir=tmp_path / "old", resume=False, root=tmp_path)
-    _, resumed = trainer.resolve_run(TrainConfig(), run_dir=tmp_path / "old", resume=True, root=tmp_path, overrides={"epochs": 5})
+        run_dirs.resolve_run(config, run_dir=tmp_path / "old", resume=False, root=tmp_path)
+    _, resumed = run_dirs.resolve_run(TrainConfig(), run_dir=tmp_path / "old", resume=True, root=tmp_path, overrides={"epochs": 5})
     assert resumed == config.replace(epochs=5)
     with pytest.raises(UsageError, match="--lr"):
-        trainer.resolve_run(TrainConfig(), run_dir=tmp_path / "old", resume=True, root=tmp_path, overrides={"lr": 0.5})
+        run_dirs.resolve_run(TrainConfig(), run_dir=tmp_path / "old", resume=True, root=tmp_path, overrides={"lr": 0.5})
 
 
 def test_run_opens_in_tensorboard_with_every_summary(splits, tmp_path: Path) -> None:
@@ -167,7 +168,14 @@ def test_run_opens_in_tensorboard_with_every_summary(splits, tmp_path: Path) -> 
     assert kernels and multiplexer.SummaryMetadata("r1/train", kernels[0]).plugin_data.plugin_name == "histograms"
     assert {"epoch_loss", "epoch_accuracy"} <= set(runs["r1/validation"]["tensors"])
     assert {"config", "test/accuracy"} <= set(runs["r1"]["tensors"])
-    assert "hparams" in multiplexer.PluginAssets("hparams") or multiplexer.SummaryMetadata("r1", "_hparams_/session_start_info")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    # The HParams dashboard lists this run with its hyperparameters.
+    metadata = multiplexer.SummaryMetadata("r1", "_hparams_/session_start_info")
+    assert metadata.plugin_data.plugin_name == "hparams"
+    session = plugin_data_pb2.HParamsPluginData.FromString(metadata.plugin_data.content).session_start_info
+    assert session.hparams["optimizer"].string_value == FAST.optimizer
+    assert session.hparams["lr"].number_value == pytest.approx(FAST.lr)
     history = [event.step for event in multiplexer.Tensors("r1/validation", "epoch_accuracy")]
     assert history == [1, 2]
 

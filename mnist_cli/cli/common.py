@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 
 from mnist_cli.core import config, errors
 
@@ -34,7 +36,7 @@ Optimizer = _choices("Optimizer", config.OPTIMIZERS)
 Schedule = _choices("Schedule", config.SCHEDULES)
 Precision = _choices("Precision", config.PRECISIONS)
 Recipe = _choices("Recipe", tuple(config.RECIPES))
-Strategy = _choices("Strategy", ("auto", "one", "mirrored", "multi-worker"))
+Strategy = _choices("Strategy", config.STRATEGIES)
 
 DatasetOption = Annotated[
     Dataset, typer.Option("--dataset", "-d", help="Which data set.", envvar="MNIST_DATASET", show_envvar=False)
@@ -87,3 +89,37 @@ def print_json(payload: Any) -> None:
 def plain_progress(console: Console) -> bool:
     """Whether to print plain lines instead of live bars (pipes, CI, dumb terminals)."""
     return not console.is_terminal or console.is_dumb_terminal
+
+
+class Reporter:
+    """Live Rich bars on a terminal, plain lines elsewhere: the skeleton every command's progress shares.
+
+    A subclass gives the bar's columns (`columns`) and turns library events into bars
+    and lines (`__call__`); `say` prints a line above the bars, or on its own when plain.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.plain = plain_progress(console)
+        self.progress: Progress | None = None
+
+    def columns(self) -> tuple[Any, ...]:
+        """The Rich progress columns of this reporter's bars."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[Any]:
+        """Show the bars for the duration of the block (nothing to show when plain)."""
+        if self.plain:
+            yield self
+            return
+        self.progress = Progress(*self.columns(), console=self.console)
+        try:
+            with self.progress:
+                yield self
+        finally:
+            self.progress = None
+
+    def say(self, text: str) -> None:
+        """A line above the bars, or on its own when plain."""
+        (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)

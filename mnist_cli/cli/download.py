@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -13,7 +12,6 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    Progress,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -43,35 +41,16 @@ _DEFAULT_DATASET = common.Dataset("mnist")
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Download again even if verified copies are present.")]
 
 
-class DownloadReporter:
+class DownloadReporter(common.Reporter):
     """Turns library events into a Rich bar per file on a terminal, or plain lines elsewhere."""
 
     def __init__(self, console: Console) -> None:
-        self.console = console
-        self.plain = common.plain_progress(console)
-        self.progress: Progress | None = None
+        super().__init__(console)
         self.tasks: dict[str, TaskID] = {}
 
-    @contextlib.contextmanager
-    def live(self) -> Iterator[DownloadReporter]:
-        """Show the bars for the duration of the block."""
-        if self.plain:
-            yield self
-            return
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
-        with self.progress:
-            yield self
-
-    def say(self, text: str) -> None:
-        """A line above the bars, or on its own when plain."""
-        (self.progress.console if self.progress else self.console).print(text, highlight=False, soft_wrap=True)
+    def columns(self) -> tuple[Any, ...]:
+        """A bar per file: name, bar, bytes, speed, time left."""
+        return (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
     def __call__(self, event: dl.Event) -> None:
         from mnist_cli.data import download as dl

@@ -18,8 +18,10 @@ from rich.text import Text
 from mnist_cli.core import runs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
+from mnist_cli.core.config import EVAL_BATCH
+from mnist_cli.data.registry import EVAL_SPLITS
 
-Split = enum.Enum("Split", {name: name for name in ("test", "train", "val")}, type=str)
+Split = enum.Enum("Split", {name: name for name in EVAL_SPLITS}, type=str)
 TOP_CONFUSIONS = 5
 
 TargetArgument = Annotated[
@@ -49,7 +51,7 @@ def evaluate(
     ] = None,
     data_dir: common.DataDirOption = None,
     split: Annotated[Split, typer.Option(help="Which split; train and val are the run's own, as held out in training.")] = Split("test"),
-    batch_size: Annotated[int, typer.Option(help="Images per compiled call.", min=1)] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Images per compiled call.", min=1)] = EVAL_BATCH,
     report: Annotated[
         Optional[Path],
         typer.Option(help="Also write confusion_matrix.png, misclassified.png and metrics.json into this folder.", file_okay=False),
@@ -59,9 +61,10 @@ def evaluate(
     quiet: common.QuietOption = False,
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
-    from mnist_cli.inference import evaluation, loading  # imports TensorFlow
+    # numpy and Pillow only: TensorFlow is imported once the target has resolved to a model.
     from mnist_cli.core import rundata
     from mnist_cli.data.download import ensure_dataset
+    from mnist_cli.inference import evaluation, loading
 
     loaded = loading.load(target, runs_root=runs_root)
     name = dataset.value if dataset is not None else loaded.config.dataset

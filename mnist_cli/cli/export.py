@@ -10,7 +10,7 @@ from rich.filesize import decimal
 from rich.markup import escape
 
 from mnist_cli.cli import app, common
-from mnist_cli.cli.evaluate import RunsRootOption
+from mnist_cli.core import runs
 
 Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
 
@@ -25,7 +25,7 @@ def export(
     export_format: Annotated[Format, typer.Option("--format", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write \\[default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
-    runs_root: RunsRootOption = None,
+    runs_root: Annotated[Optional[Path], typer.Option(help=f"Where runs live \\[default: ./{runs.DEFAULT_RUNS_ROOT}].", envvar=runs.RUNS_DIR_ENV, show_default=False)] = None,
     json_output: common.JsonOption = False,
 ) -> None:
     """Export a trained model; the SavedModel's serving signature takes uint8 [N, 28, 28] images and scales them itself."""

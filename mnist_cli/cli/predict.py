@@ -47,10 +47,11 @@ def predict(
     ] = False,
 ) -> None:
     """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
-    from mnist_cli.inference import evaluation, loading  # imports TensorFlow
+    # numpy and Pillow only: the pictures are read, and the target resolved, before TensorFlow is imported.
+    from mnist_cli.inference import evaluation, loading
 
-    loaded = loading.load(checkpoint, runs_root=runs_root)
     items = evaluation.gather_pictures([str(image) for image in images], read_stdin=_read_stdin)
+    loaded = loading.load(checkpoint, runs_root=runs_root)
 
     def on_event(event: Any) -> None:
         if event.failure is not None:

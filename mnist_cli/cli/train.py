@@ -5,64 +5,68 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mnist_cli.core import config as cfg
+from mnist_cli.core import runs as run_dirs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core.config import TrainConfig
+from mnist_cli.training.events import (
+    EpochDone,
+    EpochStarted,
+    NetworkBuilt,
+    StepsDone,
+    Testing,
+    TrainEvent,
+    TrainResult,
+    TrainStarted,
+)
 
 D = TrainConfig()  # every default comes from the config dataclass
-RUNS_ROOT_ENV = "MNIST_RUNS_DIR"
+# "0.01 for sgd and momentum; 0.001 for adam and adamw", from the config's one table of defaults.
+_LR_DEFAULTS = "; ".join(
+    f"{rate:g} for {' and '.join(name for name, value in cfg.DEFAULT_LR.items() if value == rate)}"
+    for rate in dict.fromkeys(cfg.DEFAULT_LR.values())
+)
 
 
-class _TrainReporter:
+class _TrainReporter(common.Reporter):
     """Live Rich bars per epoch on a terminal; the walk-through's plain log lines elsewhere."""
 
     def __init__(self, console: Console) -> None:
-        self.console = console
-        self.plain = common.plain_progress(console)
-        self.progress: Progress | None = None
+        super().__init__(console)
         self.task: TaskID | None = None
         self.log_every = D.log_every
 
-    @contextlib.contextmanager
-    def live(self) -> Iterator[_TrainReporter]:
-        if self.plain:
-            yield self
-            return
-        self.progress = Progress(
+    def columns(self) -> tuple[Any, ...]:
+        """A bar per epoch: steps done, the chunk's loss, accuracy and speed, time left."""
+        return (
             TextColumn("[bold]epoch {task.fields[epoch]}[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[accuracy]}  {task.fields[speed]} img/s"),
             TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
         )
-        with self.progress:
-            yield self
 
     def say(self, text: str) -> None:
+        """A line above the bars, or on its own when plain."""
         # Plain lines stay whole for logs and grep; on a terminal Rich wraps between words
         # (the terminal itself would cut an epoch line mid-word) and folds long paths.
         console = self.progress.console if self.progress else self.console
         console.print(text, highlight=False, soft_wrap=self.plain, overflow="fold")
 
-    def __call__(self, event: Any) -> None:
-        from mnist_cli.training import network, trainer
-
-        if isinstance(event, network.NetworkBuilt):
+    def __call__(self, event: TrainEvent) -> None:
+        if isinstance(event, NetworkBuilt):
             (self.progress.console if self.progress else self.console).print(network_table(event))
-        elif isinstance(event, trainer.TrainStarted):
+        elif isinstance(event, TrainStarted):
             self.log_every = event.config.log_every
             what = f"resuming {escape(str(event.run_dir))} from {escape(event.resumed_from)}" if event.resumed_from else f"run {escape(str(event.run_dir))}"
             if event.replicas > 1:
@@ -71,18 +75,18 @@ class _TrainReporter:
                 f"{what}: {event.config.model} on {event.config.dataset}, {event.train_count:,} train / "
                 f"{event.val_count:,} val / {event.test_count:,} test images, {event.steps_per_epoch:,} steps per epoch"
             )
-        elif isinstance(event, trainer.EpochStarted) and self.progress is not None:
+        elif isinstance(event, EpochStarted) and self.progress is not None:
             fields = {"epoch": f"{event.epoch}/{event.epochs}", "loss": "-", "accuracy": "-", "speed": "-"}
             self.task = self.progress.add_task("train", total=event.steps, completed=event.step, **fields)
-        elif isinstance(event, trainer.StepsDone):
+        elif isinstance(event, StepsDone):
             self._steps(event)
-        elif isinstance(event, trainer.EpochDone):
+        elif isinstance(event, EpochDone):
             self._epoch(event)
-        elif isinstance(event, trainer.Testing):
+        elif isinstance(event, Testing):
             source = f" with {escape(event.checkpoint)}" if event.checkpoint else ""
             self.say(f"scoring the {event.count:,} test images{source}")
 
-    def _steps(self, event: Any) -> None:
+    def _steps(self, event: StepsDone) -> None:
         fields = {
             "epoch": f"{event.epoch}/{event.epochs}",
             "loss": f"{event.loss:.4f}",
@@ -100,7 +104,7 @@ class _TrainReporter:
                 f"accuracy {event.accuracy:.4f} ({event.samples_per_second:,.0f} img/s)"
             )
 
-    def _epoch(self, event: Any) -> None:
+    def _epoch(self, event: EpochDone) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
@@ -114,7 +118,7 @@ class _TrainReporter:
         )
 
 
-def network_table(event: Any) -> Table:
+def network_table(event: NetworkBuilt) -> Table:
     """The network as the walk-through's `model.summary()` shows it: layers, output shapes, parameters."""
     table = Table(title=f"network {escape(event.name)}", title_justify="left", show_footer=True)
     table.add_column("layer", footer="total", overflow="fold")
@@ -133,7 +137,7 @@ def next_commands(result: Any) -> list[str]:
     return [f"mnist evaluate {run}", f"tensorboard --logdir {shlex.quote(str(Path(result.run_dir).parent))}"]
 
 
-def _summary(result: Any) -> Table:
+def _summary(result: TrainResult) -> Table:
     table = Table(title=f"run {escape(result.run_dir)}", show_header=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")  # paths fold onto the next line, never cut
@@ -164,7 +168,7 @@ def train(
     epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1, envvar="MNIST_EPOCHS")] = D.epochs,
     lr: Annotated[
         Optional[float],
-        typer.Option("--lr", envvar="MNIST_LR", help="Peak learning rate \\[default: 0.01 for sgd and momentum, as the walk-through; 0.001 for adam and adamw].", show_default=False),
+        typer.Option("--lr", envvar="MNIST_LR", help=f"Peak learning rate \\[default: {_LR_DEFAULTS}].", show_default=False),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step.", min=1, envvar="MNIST_BATCH_SIZE")] = D.batch_size,
     model: Annotated[common.Model, typer.Option(envvar="MNIST_MODEL", help="Network: the walk-through's MLP or a small convnet.")] = common.Model(D.model),
@@ -182,7 +186,7 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
     keep_checkpoints: Annotated[int, typer.Option(help="How many recent checkpoints to keep.")] = D.keep_checkpoints,
     run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory \\[default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=RUNS_ROOT_ENV, file_okay=False)] = Path("runs"),
+    runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=run_dirs.RUNS_DIR_ENV, file_okay=False)] = Path(run_dirs.DEFAULT_RUNS_ROOT),
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
     recipe: Annotated[
         Optional[common.Recipe],
@@ -243,7 +247,7 @@ def train(
     from mnist_cli.data.idx import load_splits
     from mnist_cli.data.download import ensure_dataset
 
-    run_path, config = trainer.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
+    run_path, config = run_dirs.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
     if resume:
         # A resumed run reads the data it was trained on, unless --data-dir says otherwise.
         from mnist_cli.core import rundata
@@ -258,7 +262,7 @@ def train(
     splits = load_splits(directory, dataset=config.dataset, val_split=config.val_split, seed=config.seed)
     placement = distribute.make_placement(strategy.value, devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None)
     with reporter.live() if reporter else contextlib.nullcontext():
-        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement)
+        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement, data_directory=directory)
     if json_output:
         common.print_json(result.to_dict())
     else:

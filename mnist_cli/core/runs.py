@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
-from mnist_cli.core.errors import LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.errors import BusyError, LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.fileio import atomic_write_text
 
 HISTORY_FILE = "history.json"
 RESULT_FILE = "result.json"
@@ -40,7 +43,12 @@ __all__ = [
     "SORT_KEYS",
     "latest_run",
     "list_runs",
+    "load_history",
+    "new_run_dir",
+    "resolve_run",
+    "run_lock",
     "runs_root",
+    "write_json",
 ]
 
 
@@ -92,6 +100,114 @@ def latest_run(root: Path) -> Path:
     return max(dated, key=lambda item: (item[0], item[1]))[2]
 
 
+# --------------------------------------------------------------------------- a training's run directory
+
+
+def new_run_dir(config: TrainConfig, root: Path) -> Path:
+    """A fresh `runs/<dataset>-<model>-<time>` directory name that does not exist yet."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{config.dataset}-{config.model}-{stamp}"
+    candidate, counter = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{counter}")
+        counter += 1
+    return candidate
+
+
+def resolve_run(
+    config: TrainConfig,
+    *,
+    run_dir: Path | None,
+    resume: bool,
+    root: Path,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Path, TrainConfig]:
+    """Decide the run directory and the config: a new run, or the saved config of a resumed one."""
+    if run_dir is not None:
+        # A run being written is busy (exit 9) before anything else is said about it.
+        _refuse_if_busy(Path(run_dir))
+    if not resume:
+        if run_dir is None:
+            return new_run_dir(config, root), config
+        if (Path(run_dir) / CONFIG_FILE).exists():
+            raise UsageError(f"{run_dir} already holds a run", "add --resume to continue it, or choose another --run-dir")
+        return Path(run_dir), config
+    target = Path(run_dir) if run_dir is not None else latest_run(root)
+    if not (target / CONFIG_FILE).is_file():
+        raise ModelError(f"{target} holds no run to resume (no {CONFIG_FILE})", "check --run-dir, or start a new run without --resume")
+    if run_dir is None:
+        _refuse_if_busy(target)
+    saved = TrainConfig.load(target)
+    changes = dict(overrides or {})
+    epochs = changes.pop("epochs", None)
+    conflicts = [f"--{name.replace('_', '-')}" for name, value in changes.items() if getattr(saved, name) != value]
+    if conflicts:
+        raise UsageError(
+            f"--resume continues {target} with its saved config; {', '.join(conflicts)} differ from it",
+            "only --epochs can change on resume; start a new run to change the others",
+        )
+    done = _finished_epochs(target)
+    if done is not None and done >= (epochs if epochs is not None else saved.epochs):
+        raise UsageError(
+            f"{target} is finished: it trained all {done} of its epochs",
+            f"to train on, give more epochs: mnist train --run-dir {target} --resume --epochs {2 * done}",
+        )
+    return target, saved.replace(epochs=epochs) if epochs is not None else saved
+
+
+def _refuse_if_busy(run_dir: Path) -> None:
+    # Only a lock file that exists can be held; probing must not create one.
+    if (run_dir / LOCK_FILE).is_file():
+        with run_lock(run_dir):
+            pass
+
+
+def _finished_epochs(run_dir: Path) -> int | None:
+    """The epochs a finished run trained (from result.json), or None when it has not finished."""
+    try:
+        result = _load_object_file(run_dir / RESULT_FILE, dict)
+    except _Broken:
+        return None
+    return _count(result.get("epochs")) if result else None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock file while training writes it; a second writer gets a BusyError."""
+    import filelock
+
+    lock = filelock.FileLock(str(Path(run_dir) / LOCK_FILE))
+    try:
+        lock.acquire(timeout=1)  # `mnist runs` may hold it for an instant to see whether a run is live
+    except filelock.Timeout:
+        raise BusyError(f"another `mnist train` is writing to {run_dir}", "wait for it to finish, or choose another --run-dir") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def load_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's per-epoch history (empty when there is none); a damaged file is a ModelError."""
+    try:
+        history = _load_object_file(Path(run_dir) / HISTORY_FILE, list)
+    except _Broken as exc:
+        # The reason starts with the file's name: "history.json is not valid JSON: ...".
+        raise ModelError(f"{Path(run_dir)}{os.sep}{exc}", "restore it from a backup, or train a new run") from None
+    if history is None:
+        return []
+    if not all(isinstance(epoch, dict) for epoch in history):
+        raise ModelError(
+            f"{Path(run_dir) / HISTORY_FILE} holds something other than per-epoch objects", "restore it from a backup, or train a new run"
+        )
+    return history
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write a run file atomically; NaN has no place in JSON, so it is refused rather than written."""
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False, default=str) + "\n")
+
+
 # --------------------------------------------------------------------------- listing
 
 SORT_KEYS = ("date", "test", "val", "name")
@@ -115,6 +231,7 @@ class RunSummary:
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
     seconds: float | None = None
+    params: int | None = None  # the network's parameter count, from result.json
 
     @property
     def epochs_planned(self) -> int | None:
@@ -137,6 +254,9 @@ class RunSummary:
             "batch_size": config.batch_size if config else None,
             "loss": config.loss if config else None,
             "schedule": config.schedule if config else None,
+            "recipe": config.recipe if config else None,
+            "augment": config.augment if config else None,
+            "params": self.params,
             "epochs_done": self.epochs_done,
             "epochs_planned": self.epochs_planned,
             "best_val_accuracy": self.best_val_accuracy,
@@ -144,6 +264,10 @@ class RunSummary:
             "seconds": self.seconds,
             "config": config.to_dict() if config else None,
         }
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def runs_root(root: Path | None = None) -> Path:
@@ -193,13 +317,6 @@ def _load_object_file(path: Path, what: type) -> Any:
     return value
 
 
-def _load_history(run_dir: Path) -> list[dict[str, Any]] | None:
-    history = _load_object_file(run_dir / HISTORY_FILE, list)
-    if history is not None and not all(isinstance(epoch, dict) for epoch in history):
-        raise _Broken(f"{HISTORY_FILE} holds something other than per-epoch objects")
-    return history
-
-
 def summarize_run(run_dir: Path) -> RunSummary:
     """Read one run directory; never raises for bad contents, which give status "broken" and a reason."""
     run_dir = Path(run_dir)
@@ -214,11 +331,13 @@ def summarize_run(run_dir: Path) -> RunSummary:
         reason = exc.message.replace(str(run_dir) + os.sep, "")  # "config.json is missing", not the whole path
         return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started)
     try:
-        history = _load_history(run_dir)
+        history = load_history(run_dir)
         result = None if running else _load_object_file(run_dir / RESULT_FILE, dict)
+    except ModelError as exc:
+        reason = exc.message.replace(str(run_dir) + os.sep, "")
+        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started, config=config)
     except _Broken as exc:
         return RunSummary(run_dir.name, run_dir, BROKEN, reason=str(exc), started=started, config=config)
-    history = history or []
     val_accuracies = [v for v in (_number(epoch.get("val_accuracy")) for epoch in history) if v is not None]
     seconds = [v for v in (_number(epoch.get("seconds")) for epoch in history) if v is not None]
     summary = RunSummary(
@@ -250,6 +369,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         best_val_accuracy=best_val if best_val is not None else summary.best_val_accuracy,
         test_accuracy=_number(result.get("test_accuracy")),
         seconds=seconds_total if seconds_total is not None else summary.seconds,
+        params=_count(result.get("params")),
     )
 
 

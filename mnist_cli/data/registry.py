@@ -35,6 +35,8 @@ TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 SPLIT_FILES = {"train": (TRAIN_IMAGES, TRAIN_LABELS), "test": (TEST_IMAGES, TEST_LABELS)}
+# What `mnist evaluate --split` scores: the published splits, and a run's own validation share of train.
+EVAL_SPLITS = ("test", "train", "val")
 
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(

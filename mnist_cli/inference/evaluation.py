@@ -11,19 +11,14 @@ from typing import Any
 import numpy as np
 
 from mnist_cli import data
-
-from mnist_cli.training import scoring
-
 from mnist_cli.core import reporting
+from mnist_cli.core.config import EVAL_BATCH
 from mnist_cli.core.errors import InputError, UsageError
 from mnist_cli.inference.loading import Loaded, Source
 from mnist_cli.inference.preprocessing import iter_image_paths, preprocess
+from mnist_cli.training import scoring
 
-# The trainer scores the test split in batches of 1000 (trainer.EVAL_BATCH); the same
-# batches give bit-identical logits, so `evaluate` reproduces `train`'s figures exactly.
-EVAL_BATCH = 1000
 PREDICT_BATCH = 256
-SPLITS = ("test", "train", "val")
 STDIN = "-"
 
 OnEvent = Callable[[Any], None]
@@ -104,8 +99,8 @@ class Evaluation:
 
 def split_arrays(directory: Path, *, loaded: Loaded, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The (images, labels) of `split`; train and val are held out exactly as the run's training did."""
-    if split not in SPLITS:
-        raise UsageError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split not in data.EVAL_SPLITS:
+        raise UsageError(f"--split must be one of {', '.join(data.EVAL_SPLITS)}, got {split!r}")
     if split == "test":
         images, labels = data.load_split(directory, "test")
     else:

@@ -1,4 +1,4 @@
-"""Checkpoints of a run: the latest few and the best, and loading weights from any target.
+"""Checkpoints of a run: the latest few and the best, the exported model.keras, and loading weights.
 
 A checkpoint holds the model's variables, the optimizer's (slots and step counter)
 and the loop's own position, so a resumed run continues bit for bit.
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.errors import LocalIOError, ModelError
-from mnist_cli.core.fileio import io_error
+from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
 
@@ -33,6 +33,34 @@ class LoopState:
     def variables(self) -> dict[str, Any]:
         """The variables by name, for tf.train.Checkpoint."""
         return dict(vars(self))
+
+    def add_chunk(self, *, loss_sum: float, correct: int, samples: int, step_in_epoch: int) -> None:
+        """Count a finished chunk of steps into the epoch's running totals."""
+        self.loss_sum.assign_add(loss_sum)
+        self.correct.assign_add(correct)
+        self.seen.assign_add(samples)
+        self.step_in_epoch.assign(step_in_epoch)
+
+    def epoch_totals(self, seconds: float) -> dict[str, float]:
+        """The epoch's training loss, accuracy, examples and speed so far."""
+        seen = int(self.seen.numpy())
+        return {
+            "loss": float(self.loss_sum.numpy()) / max(seen, 1),
+            "accuracy": int(self.correct.numpy()) / max(seen, 1),
+            "samples": seen,
+            "samples_per_second": seen / max(seconds, 1e-9),
+        }
+
+    def end_epoch(self, epochs_done: int, *, best_val_accuracy: float | None) -> None:
+        """Move to the next epoch, recording a new best validation accuracy when there is one."""
+        self.epoch.assign(epochs_done)
+        self.step_in_epoch.assign(0)
+        self.loss_sum.assign(0.0)
+        self.correct.assign(0)
+        self.seen.assign(0)
+        if best_val_accuracy is not None:
+            self.best_val_accuracy.assign(best_val_accuracy)
+            self.best_epoch.assign(epochs_done)
 
 
 def _checkpoint(model: Any, optimizer: Any | None = None, state: LoopState | None = None) -> Any:
@@ -97,6 +125,19 @@ class RunCheckpoints:
         if path:
             _restore(self.checkpoint, path)
         return path
+
+
+def save_keras_model(model: Any, path: Path) -> None:
+    """Export the model as a `.keras` file, atomically: a crash never leaves half a file under its name."""
+    # Keras insists on the .keras suffix, so the temporary file keeps it.
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(temporary)
+        temporary.replace(path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise io_error(exc, f"writing {path}") from None
 
 
 def _restore(checkpoint: Any, path: str) -> None:

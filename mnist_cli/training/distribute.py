@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from mnist_cli.core.config import STRATEGIES
 from mnist_cli.core.errors import UsageError
 from mnist_cli.core.tf_setup import import_tensorflow
 
-STRATEGIES = ("auto", "one", "mirrored", "multi-worker")
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from mnist_cli.core.config import TrainConfig
+from mnist_cli.training.events import Layer, NetworkBuilt
 from mnist_cli.data.registry import COLS, NUM_CLASSES, ROWS
 from mnist_cli.core.tf_setup import import_tensorflow
 
@@ -59,15 +59,15 @@ def build_optimizer(config: TrainConfig, *, steps_per_epoch: int) -> Any:
     """Build the optimizer with its learning-rate schedule, and for fp16 its loss scaling."""
     import keras
 
-    total_steps = max(1, steps_per_epoch * config.epochs)
+    run_steps = max(1, steps_per_epoch * config.epochs)
     schedules = keras.optimizers.schedules
     if config.schedule == "cosine":
-        lr: Any = schedules.CosineDecay(config.lr, decay_steps=total_steps)
+        lr: Any = schedules.CosineDecay(config.lr, decay_steps=run_steps)
     elif config.schedule == "onecycle":
         # Warm up over the first 30% of steps from lr/25 to lr, then anneal to ~0: the 1cycle policy.
-        warmup = max(1, int(0.3 * total_steps))
+        warmup = max(1, int(0.3 * run_steps))
         lr = schedules.CosineDecay(
-            config.lr / 25, decay_steps=max(1, total_steps - warmup), alpha=1e-3, warmup_target=config.lr, warmup_steps=warmup
+            config.lr / 25, decay_steps=max(1, run_steps - warmup), alpha=1e-3, warmup_target=config.lr, warmup_steps=warmup
         )
     else:
         lr = config.lr
@@ -90,38 +90,6 @@ def current_learning_rate(optimizer: Any) -> float:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     rate = inner.learning_rate
     return float(rate.numpy() if hasattr(rate, "numpy") else rate)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer as `model.summary()` lists it."""
-
-    name: str
-    kind: str  # the Keras class, such as Dense
-    output_shape: tuple[int | None, ...]
-    params: int
-
-
-@dataclass(frozen=True)
-class NetworkBuilt:
-    """The network is built: its layers, their output shapes and parameters, as the walk-through's `summary()`."""
-
-    name: str
-    layers: tuple[Layer, ...]
-    params: int
-    trainable_params: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types."""
-        return {
-            "name": self.name,
-            "layers": [
-                {"name": layer.name, "kind": layer.kind, "output_shape": list(layer.output_shape), "params": layer.params}
-                for layer in self.layers
-            ],
-            "params": self.params,
-            "trainable_params": self.trainable_params,
-        }
 
 
 def describe(model: Any) -> NetworkBuilt:

@@ -1,4 +1,8 @@
-"""Running a trained model over arrays of images: logits, losses, accuracy."""
+"""Running a trained model over arrays of images: logits, losses, accuracy.
+
+No TensorFlow here: the compiled steps come in as arguments, so evaluation can
+import this before it has decided whether a target is worth loading.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.core.tf_setup import import_tensorflow
-
-tf = import_tensorflow()
+from mnist_cli.core.config import EVAL_BATCH
+from mnist_cli.data.registry import NUM_CLASSES
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +29,7 @@ class Scores:
         return self.logits.argmax(axis=1)
 
 
-def score(eval_step: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 1000) -> Scores:
+def score(eval_step: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = EVAL_BATCH) -> Scores:
     """Score every example (no dropped remainder) with a compiled eval step."""
     losses, logits = [], []
     for start in range(0, len(images), batch_size):
@@ -34,7 +37,7 @@ def score(eval_step: Any, images: np.ndarray, labels: np.ndarray, *, batch_size:
         losses.append(batch_losses.numpy())
         logits.append(batch_logits.numpy())
     if not losses:
-        return Scores(loss=float("nan"), accuracy=float("nan"), logits=np.zeros((0, 10), np.float32))
+        return Scores(loss=float("nan"), accuracy=float("nan"), logits=np.zeros((0, NUM_CLASSES), np.float32))
     all_logits = np.concatenate(logits)
     return Scores(
         loss=float(np.concatenate(losses).astype(np.float64).mean()),
@@ -43,10 +46,10 @@ def score(eval_step: Any, images: np.ndarray, labels: np.ndarray, *, batch_size:
     )
 
 
-def predict_logits(predict_step: Any, images: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
+def predict_logits(predict_step: Any, images: np.ndarray, *, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Logits for uint8 images [N, 28, 28], batch by batch."""
     parts = [predict_step(images[start : start + batch_size]).numpy() for start in range(0, len(images), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+    return np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), np.float32)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
