@@ -61,7 +61,10 @@ class _TrainReporter(common.Reporter):
         # Plain lines stay whole for logs and grep; on a terminal Rich wraps between words
         # (the terminal itself would cut an epoch line mid-word) and folds long paths.
         console = self.progress.console if self.progress else self.console
-        console.print(text, highlight=False, soft_wrap=self.plain, overflow="fold")
+        if self.plain:
+            console.print(text, highlight=False, soft_wrap=True)
+        else:
+            console.print(text, highlight=False, overflow="fold")
 
     def __call__(self, event: TrainEvent) -> None:
         if isinstance(event, NetworkBuilt):
