@@ -44,6 +44,7 @@ RunsRootOption = Annotated[
 @app.command()
 @common.handles_errors
 def evaluate(
+    ctx: typer.Context,
     target: TargetArgument = None,
     dataset: Annotated[
         Optional[common.Dataset],
@@ -68,9 +69,9 @@ def evaluate(
 
     loaded = loading.load(target, runs_root=runs_root)
     name = dataset.value if dataset is not None else loaded.config.dataset
-    # The data the run was trained on, unless --data-dir (or MNIST_DATA_DIR) says otherwise.
+    # The data the run was trained on, unless --data-dir says otherwise (MNIST_DATA_DIR is only the usual place).
     run_dir = Path(loaded.source.run_dir) if loaded.source.run_dir else None
-    data_dir, note = rundata.data_dir_for(run_dir, name, data_dir)
+    data_dir, note = rundata.data_dir_for(run_dir, name, data_dir if common.on_command_line(ctx, "data_dir") else None)
     if note and not quiet:
         _say(note)
     if not quiet:

@@ -255,7 +255,7 @@ def train(
         # A resumed run reads the data it was trained on, unless --data-dir says otherwise.
         from mnist_cli.core import rundata
 
-        data_dir, note = rundata.data_dir_for(run_path, config.dataset, data_dir)
+        data_dir, note = rundata.data_dir_for(run_path, config.dataset, data_dir if common.on_command_line(ctx, "data_dir") else None)
         if note and not quiet:
             common.err.print(escape(note), highlight=False, soft_wrap=True)
     reporter = None if quiet else _TrainReporter(common.err)
