@@ -246,7 +246,6 @@ def train(
     }
     config = TrainConfig(**given)
 
-    from mnist_cli.training import distribute, trainer  # imports TensorFlow
     from mnist_cli.data.idx import load_splits
     from mnist_cli.data.download import ensure_dataset
 
@@ -263,6 +262,8 @@ def train(
     with downloads.live() if downloads else contextlib.nullcontext():
         directory = ensure_dataset(config.dataset, data_dir, on_event=downloads)
     splits = load_splits(directory, dataset=config.dataset, val_split=config.val_split, seed=config.seed)
+    # TensorFlow (2-3 s) only once the run and its data are in place: a wrong path fails at once.
+    from mnist_cli.training import distribute, trainer
     placement = distribute.make_placement(strategy.value, devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None)
     with reporter.live() if reporter else contextlib.nullcontext():
         result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement, data_directory=directory)
