@@ -93,7 +93,7 @@ def translate(exc: Exception) -> errors.UsageError:
         if arguments.split(" ")[0].lower() in _YES_NO:
             return errors.UsageError(
                 f"unexpected value {arguments!r}",
-                "on/off options take no value: write --quiet (or --augment), not --quiet true",
+                "on/off options take no value: give the option alone to turn it on, or leave it out",
             )
         return errors.UsageError(f"unexpected argument(s) {arguments}", help_hint)
     head, _, suggestion = message.partition(" Did you mean ")
