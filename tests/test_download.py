@@ -308,7 +308,8 @@ def test_bad_mirror_falls_through_or_fails_clearly(
         _run(tmp_path / "b", [server.url("bad")])
     assert reason in caught.value.message and TRAIN_IMAGES in caught.value.message
     assert "\n" not in str(caught.value)
-    assert list((tmp_path / "b" / "mnist").iterdir()) == [tmp_path / "b" / "mnist" / ".lock"]
+    # A folder that held nothing before is not left behind when no file landed in it.
+    assert not (tmp_path / "b").exists()
 
 
 def test_tampered_copy_beside_a_dead_mirror_is_an_integrity_error(
@@ -317,7 +318,7 @@ def test_tampered_copy_beside_a_dead_mirror_is_an_integrity_error(
     server.modes["bad"] = "tampered"
     with pytest.raises(IntegrityError) as caught:
         _run(tmp_path, [f"http://127.0.0.1:{_dead_port()}/", server.url("bad")])
-    assert "connection refused" in caught.value.message and "sha256 mismatch" in caught.value.message
+    assert "sha256 mismatch" in caught.value.message
 
 
 def test_transient_errors_retry_with_exponential_backoff(tiny: Tiny, server: MirrorServer, tmp_path: Path) -> None:
@@ -595,7 +596,7 @@ def test_full_disk_is_a_local_io_error_and_leaves_nothing(
     monkeypatch.setattr(dl, "_open_part", lambda part, append: FullDisk(real_open(part, append=append)))
     with pytest.raises(LocalIOError, match="no space left"):
         _run(tmp_path, [str(mirror_dir)])
-    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == [dl.LOCK_NAME]
+    assert not (tmp_path / "mnist").exists()  # nothing landed, so the folder it made is gone too
 
 
 # The command line -------------------------------------------------------------
@@ -794,3 +795,51 @@ def test_real_mnist_10k_subset_is_refused_by_download_but_used_by_ensure_dataset
     for name in NAMES:
         (folder / name).symlink_to(real_mnist_dir / name)
     assert dl.ensure_dataset("mnist", tmp_path / "b", mirrors=[f"http://127.0.0.1:{_dead_port()}/"]) == folder
+
+
+# Your own files, and failures that read well ------------------------------------
+
+
+def test_a_local_folder_of_other_files_says_they_differ_and_no_verify_takes_them(tiny: Tiny, tmp_path: Path) -> None:
+    from tests.conftest import write_tiny_dataset
+
+    own = write_tiny_dataset(tmp_path / "own", n_train=50, n_test=20)
+    code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(own))
+    assert code == 5
+    line = _one_error_line(stderr)
+    assert "differs from the published file" in line and "damaged" not in stderr
+    assert f"mnist download --mirror {own} --no-verify" in stderr
+    assert not (tmp_path / "data").exists()
+
+    code, stdout, _ = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(own), "--no-verify", "--json")
+    assert code == 0
+    assert {item["verified_by"] for item in json.loads(stdout)["files"]} == {dl.UNVERIFIED}
+    manifest = json.loads((tmp_path / "data" / "mnist" / dl.MANIFEST_NAME).read_text())
+    assert {entry["verified_by"] for entry in manifest.values()} == {dl.UNVERIFIED}
+
+    # A later download (from the genuine mirror) keeps the files the user brought on purpose.
+    before = {name: (tmp_path / "data" / "mnist" / name).read_bytes() for name in NAMES}
+    code, stdout, _ = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(own))
+    assert code == 0 and stdout.count("skipped") == 4
+    assert before == {name: (tmp_path / "data" / "mnist" / name).read_bytes() for name in NAMES}
+
+
+def test_no_verify_still_checks_the_idx_structure(tiny: Tiny, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for name in NAMES:
+        (junk / name).write_bytes(gzip.compress(b"not an idx file"))
+    code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(junk), "--no-verify")
+    assert code == 5 and "not a usable IDX file" in _one_error_line(stderr)
+    assert not (tmp_path / "data").exists()
+
+
+def test_offline_failure_is_one_line_per_mirror_then_error_and_hint(tiny: Tiny, tmp_path: Path) -> None:
+    dead = [f"http://127.0.0.1:{_dead_port()}/" for _ in range(3)]
+    code, _, stderr = _cli("--data-dir", str(tmp_path / "typo"), *[arg for url in dead for arg in ("--mirror", url)])
+    assert code == 4
+    lines = stderr.strip().splitlines()
+    assert len(lines) <= len(set(dead)) + 2, stderr
+    assert lines[-2].startswith("error: ") and lines[-1].startswith("hint: ")
+    assert len(lines[-2]) < 200
+    assert not (tmp_path / "typo").exists()  # a mistyped --data-dir is not created

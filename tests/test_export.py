@@ -67,8 +67,8 @@ def test_export_gives_the_checkpoints_predictions(trained_run, export_format: st
 def test_export_refuses_to_overwrite_without_force_and_reports_a_missing_target(trained_run, tmp_path: Path) -> None:
     run, _ = trained_run
     output = tmp_path / "m.keras"
-    assert runner.invoke(app, ["export", str(run), "-f", "keras", "-o", str(output)]).exit_code == 0
-    again = runner.invoke(app, ["export", str(run), "-f", "keras", "-o", str(output)])
+    assert runner.invoke(app, ["export", str(run), "--format", "keras", "-o", str(output)]).exit_code == 0
+    again = runner.invoke(app, ["export", str(run), "--format", "keras", "-o", str(output)])
     assert again.exit_code == 2 and "already exists" in again.stderr
     missing = runner.invoke(app, ["export", str(tmp_path / "nope")])
     assert missing.exit_code == 7 and "does not exist" in missing.stderr and "Traceback" not in missing.output

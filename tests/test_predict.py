@@ -71,7 +71,7 @@ def predict_json(*args: str, input: bytes | None = None, code: int = 0) -> list[
 
 
 def test_files_folders_and_standard_input_are_all_read(run: Path, folder: Path) -> None:
-    from_folder = predict_json(str(folder), "-c", str(run))
+    from_folder = predict_json(str(folder), "--checkpoint", str(run))
     assert [Path(entry["path"]).name for entry in from_folder] == [f"digit-{label}.png" for label in range(10)]
     assert [entry["prediction"] for entry in from_folder] == list(range(10))
     for entry in from_folder:
@@ -82,11 +82,11 @@ def test_files_folders_and_standard_input_are_all_read(run: Path, folder: Path) 
         assert [item["probability"] for item in entry["top_k"]] == sorted(probabilities, reverse=True)[:3]
 
     files = [str(folder / f"digit-{label}.png") for label in (9, 2)]
-    from_files = predict_json(*files, "-c", str(run), "--top-k", "1")
+    from_files = predict_json(*files, "--checkpoint", str(run), "--top-k", "1")
     assert [entry["path"] for entry in from_files] == files and [entry["prediction"] for entry in from_files] == [9, 2]
     assert len(from_files[0]["top_k"]) == 1
 
-    from_stdin = predict_json("-", "-c", str(run), input=(folder / "digit-7.png").read_bytes())
+    from_stdin = predict_json("-", "--checkpoint", str(run), input=(folder / "digit-7.png").read_bytes())
     assert from_stdin[0]["path"] == "-" and from_stdin[0]["prediction"] == 7
     assert from_stdin[0]["probabilities"] == pytest.approx(from_folder[7]["probabilities"], abs=1e-6)
 
@@ -98,7 +98,7 @@ def test_a_bad_picture_gets_its_own_error_and_the_others_are_still_read(run: Pat
     Image.new("1", (7000, 7000)).save(folder / "bomb.png")  # 49 megapixels in a few kilobytes
     (tmp_path / "empty").mkdir()
     args = [str(folder), str(tmp_path / "missing.png"), str(tmp_path / "empty")]
-    result = invoke("predict", *args, "-c", str(run), "--json")
+    result = invoke("predict", *args, "--checkpoint", str(run), "--json")
     assert result.exit_code == INPUT
     entries = json.loads(result.stdout)
     failed = {Path(entry["path"]).name: entry["error"] for entry in entries if "error" in entry}
@@ -110,7 +110,7 @@ def test_a_bad_picture_gets_its_own_error_and_the_others_are_still_read(run: Pat
     assert len(errors) == 5 and all(any(name in line for line in errors) for name in failed)
     assert "5 of 15 pictures could not be read" in result.stderr
 
-    plain = invoke("predict", *args, "-c", str(run))
+    plain = invoke("predict", *args, "--checkpoint", str(run))
     assert plain.exit_code == INPUT and "digit-9.png" in plain.stdout and "broken.png" not in plain.stdout
 
 
@@ -118,8 +118,8 @@ def test_plain_output_lists_each_picture_with_its_digit_and_probability(
     run: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(folder)
-    expected = predict_json("digit-4.png", "-c", str(run))[0]
-    result = invoke("predict", "digit-4.png", "-c", str(run))
+    expected = predict_json("digit-4.png", "--checkpoint", str(run))[0]
+    result = invoke("predict", "digit-4.png", "--checkpoint", str(run))
     assert result.exit_code == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "digit-4.png" in line).split()
     assert row[1] == "4" and row[2] == f"{expected['probability']:.1%}"
@@ -128,7 +128,7 @@ def test_plain_output_lists_each_picture_with_its_digit_and_probability(
 
 
 def test_show_draws_the_digit_the_network_saw_beside_its_probabilities(run: Path, folder: Path) -> None:
-    result = invoke("predict", str(folder / "digit-3.png"), "-c", str(run), "--show")
+    result = invoke("predict", str(folder / "digit-3.png"), "--checkpoint", str(run), "--show")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     # In a pipe the digit is ASCII art: rows 9 and 10 of the bar are text rows 4 and 5 (two pixel rows per line).
@@ -137,7 +137,7 @@ def test_show_draws_the_digit_the_network_saw_beside_its_probabilities(run: Path
     assert all(row.strip() == "" for index, row in enumerate(drawing) if index not in (4, 5))
     bars = {line[31:].split()[0]: line[31:] for line in lines[1:15] if line[31:].strip()}
     assert sorted(bars) == [str(digit) for digit in range(10)]
-    probability = predict_json(str(folder / "digit-3.png"), "-c", str(run))[0]["probability"]
+    probability = predict_json(str(folder / "digit-3.png"), "--checkpoint", str(run))[0]["probability"]
     assert bars["3"].count("#") == round(probability * 24) and bars["3"].rstrip().endswith(f"{probability:.1%}")
 
 
@@ -157,7 +157,7 @@ def test_show_uses_grey_half_blocks_on_a_colour_terminal(run: Path) -> None:
 def test_a_squared_error_model_gives_sure_digits_a_high_probability(run: Path, folder: Path) -> None:
     # The walk-through's --loss mse outputs estimate the probabilities themselves; their
     # softmax would show 12-14% for these digits, which this model reads perfectly (measured).
-    entries = predict_json(str(folder), "-c", str(run))
+    entries = predict_json(str(folder), "--checkpoint", str(run))
     assert json.loads((run / "config.json").read_text())["loss"] == "mse"
     assert min(entry["probability"] for entry in entries) > 0.25
     assert all(min(entry["probabilities"]) >= 0 for entry in entries)
@@ -172,9 +172,9 @@ def test_fashion_mnist_runs_print_class_names(run: Path, folder: Path, tmp_path:
     copy = shutil.copytree(run, tmp_path / "fashion")
     config = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**config, "dataset": "fashion-mnist"}))
-    entry = predict_json(str(folder / "digit-1.png"), "-c", str(copy))[0]
+    entry = predict_json(str(folder / "digit-1.png"), "--checkpoint", str(copy))[0]
     assert entry["prediction"] == 1 and entry["name"] == DATASETS["fashion-mnist"].class_names[1] == "Trouser"
-    result = invoke("predict", str(folder / "digit-1.png"), "-c", str(copy))
+    result = invoke("predict", str(folder / "digit-1.png"), "--checkpoint", str(copy))
     assert "Trouser" in result.stdout
 
 
@@ -188,9 +188,9 @@ def test_default_model_is_the_most_recent_run(run: Path, folder: Path, tmp_path:
 
 
 def test_bad_options_and_targets(run: Path, folder: Path, tmp_path: Path) -> None:
-    assert invoke("predict", str(folder), "-c", str(run), "--top-k", "11").exit_code == USAGE
-    assert invoke("predict", "-c", str(run)).exit_code == USAGE  # no picture given
-    bad = invoke("predict", str(folder), "-c", str(tmp_path / "nowhere"), "--json")
+    assert invoke("predict", str(folder), "--checkpoint", str(run), "--top-k", "11").exit_code == USAGE
+    assert invoke("predict", "--checkpoint", str(run)).exit_code == USAGE  # no picture given
+    bad = invoke("predict", str(folder), "--checkpoint", str(tmp_path / "nowhere"), "--json")
     assert bad.exit_code == MODEL and bad.stdout == "" and "does not exist" in bad.stderr
 
 
@@ -235,12 +235,12 @@ def test_pictures_people_make_are_read_about_as_well_as_mnist(real_mnist_dir: Pa
         picture = make(images[index], seed=index)
         fmt = "JPEG" if picture.mode == "CMYK" else "PNG"
         picture.save(folder / f"{index:03d}-{name}.{fmt.lower()}", format=fmt)
-    entries = predict_json(str(folder), "-c", str(run_dir))
+    entries = predict_json(str(folder), "--checkpoint", str(run_dir))
     assert len(entries) == count and not any("error" in entry for entry in entries)
     predicted = np.array([entry["prediction"] for entry in entries])
     picture_accuracy = float((predicted == labels[:count]).mean())
 
-    originals = predict_json(*[_save(folder.parent / "raw", index, images[index]) for index in range(count)], "-c", str(run_dir))
+    originals = predict_json(*[_save(folder.parent / "raw", index, images[index]) for index in range(count)], "--checkpoint", str(run_dir))
     same_digits_accuracy = float((np.array([entry["prediction"] for entry in originals]) == labels[:count]).mean())
     # The pictures lose at most a few points against the same digits as MNIST gives them,
     # and against the model's accuracy on the whole test set.
@@ -251,7 +251,7 @@ def test_pictures_people_make_are_read_about_as_well_as_mnist(real_mnist_dir: Pa
     typed.mkdir()
     for digit in range(10):
         pictures.typed_digit(digit, seed=digit).save(typed / f"{digit}.png")
-    read = [entry["prediction"] for entry in predict_json(str(typed), "-c", str(run_dir))]
+    read = [entry["prediction"] for entry in predict_json(str(typed), "--checkpoint", str(run_dir))]
     assert sum(prediction == digit for digit, prediction in enumerate(read)) >= TYPED_FLOOR, read
 
 

@@ -302,7 +302,7 @@ def test_a_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LocalIOError, match="is not a directory"):
         list_runs(tmp_path / "runs")
     result = CliRunner().invoke(app, ["runs"], env={RUNS_DIR_ENV: str(tmp_path / "runs")})
-    assert result.exit_code == USAGE and "Invalid value for '--root'" in result.output
+    assert result.exit_code == USAGE and "error: --root: " in result.output and "is a file" in result.output
     assert "Traceback" not in result.output
 
 

@@ -11,9 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from mnist_cli import __version__
+from mnist_cli.cli.usage import MnistGroup
 
 app = typer.Typer(
     name="mnist",
+    cls=MnistGroup,  # usage errors as one `error:` and one `hint:` line, for every command
     help="Download MNIST, train the classic TensorFlow 2 network on it, evaluate it, and read your own digits.",
     no_args_is_help=True,
     add_completion=True,

@@ -97,6 +97,12 @@ def handles_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was typed on the command line (not taken from the environment or a default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"  # Typer bundles its own click: compare by name
+
+
 def print_json(payload: Any) -> None:
     """Write one JSON document to standard output."""
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")

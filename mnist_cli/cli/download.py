@@ -88,9 +88,13 @@ class DownloadReporter(common.Reporter):
 
 
 def _print_result(result: dl.DownloadResult) -> None:
+    from mnist_cli.data import download as dl
+
     width = max(len(item.name) for item in result.files) if result.files else 0
     for item in result.files:
         source = f"  from {item.source}" if item.status == "downloaded" and item.source else ""
+        if item.verified_by == dl.UNVERIFIED:
+            source += "  (unverified: IDX structure checked, digest not)"
         common.out.print(
             f"{item.status:<10}  {item.name:<{width}}  {decimal(item.bytes):>8}{common.safe(source)}",
             highlight=False,
@@ -111,6 +115,14 @@ def download(
     data_dir: common.DataDirOption = None,
     mirror: MirrorOption = None,
     force: ForceOption = False,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Take files that differ from the published ones (your own IDX files): their structure is still "
+            "checked, the manifest records them as unverified, and later downloads keep them (--force replaces them).",
+        ),
+    ] = False,
     json_output: common.JsonOption = False,
     quiet: common.QuietOption = False,
 ) -> None:
@@ -119,7 +131,7 @@ def download(
 
     reporter = None if quiet else DownloadReporter(common.err)
     with reporter.live() if reporter else contextlib.nullcontext():
-        result = dl.download(dataset.value, data_dir, mirrors=mirror, force=force, on_event=reporter)
+        result = dl.download(dataset.value, data_dir, mirrors=mirror, force=force, verify=not no_verify, on_event=reporter)
     if json_output:
         common.print_json(result.to_dict())
     else:

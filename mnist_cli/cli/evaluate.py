@@ -46,6 +46,7 @@ RunsRootOption = Annotated[
 @app.command()
 @common.handles_errors
 def evaluate(
+    ctx: typer.Context,
     target: TargetArgument = None,
     dataset: Annotated[
         Optional[common.Dataset],
@@ -64,11 +65,17 @@ def evaluate(
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
     # numpy and Pillow only: TensorFlow is imported once the target has resolved to a model.
+    from mnist_cli.core import rundata
     from mnist_cli.data.download import ensure_dataset
     from mnist_cli.inference import evaluation, loading
 
     loaded = loading.load(target, runs_root=runs_root)
     name = dataset.value if dataset is not None else loaded.config.dataset
+    # The data the run was trained on, unless --data-dir says otherwise (MNIST_DATA_DIR is only the usual place).
+    run_dir = Path(loaded.source.run_dir) if loaded.source.run_dir else None
+    data_dir, note = rundata.data_dir_for(run_dir, name, data_dir if common.on_command_line(ctx, "data_dir") else None)
+    if note and not quiet:
+        _say(note)
     if not quiet:
         if json_output:  # the plain summary names the model itself
             _say(f"model {loaded.source.describe()}")

@@ -19,10 +19,10 @@ Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
 def export(
     target: Annotated[
         Optional[str],
-        typer.Argument(help="A run directory, checkpoint directory, checkpoint prefix or model.keras [default: the most recent run].", show_default=False),
+        typer.Argument(help="A run directory, checkpoint directory, checkpoint prefix or model.keras \\[default: the most recent run].", show_default=False),
     ] = None,
-    export_format: Annotated[Format, typer.Option("--format", "-f", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write [default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
+    export_format: Annotated[Format, typer.Option("--format", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write \\[default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
     runs_root: Annotated[Optional[Path], typer.Option(help=f"Where runs live \\[default: ./{runs.DEFAULT_RUNS_ROOT}].", envvar=runs.RUNS_DIR_ENV, show_default=False)] = None,
     json_output: common.JsonOption = False,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -35,7 +36,6 @@ def predict(
         Optional[Path],
         typer.Option(
             "--checkpoint",
-            "-c",
             help="A run directory, checkpoint directory or prefix, or model.keras \\[default: the most recent run].",
             show_default=False,
         ),
@@ -70,7 +70,7 @@ def predict(
             for prediction in predictions:
                 draw(common.out, prediction, top_k=top_k)
         elif predictions:
-            common.out.print(_table(predictions, top_k=top_k))
+            common.out.print(_table(predictions, top_k=top_k, width=common.out.width))
     if failed:
         common.err.print(f"{failed} of {len(results)} pictures could not be read", highlight=False)
         raise typer.Exit(errors.INPUT)
@@ -86,9 +86,28 @@ def _read_stdin() -> bytes:
     return stream.read(MAX_FILE_BYTES + 1)
 
 
-def _table(predictions: list[Any], *, top_k: int) -> Table:
+def _table(predictions: list[Any], *, top_k: int, width: int) -> RenderableType:
+    """One row per picture; when a file name would not fit its column, each gets a line of its own instead."""
+    table = _rows(predictions, top_k=top_k)
+    measure = Console(width=100_000, file=io.StringIO())
+    if measure.measure(table).maximum <= width:
+        return table
+    # A narrow terminal: split file names are hard to read, so each name gets its own line.
+    lines: list[Text] = []
+    for prediction in predictions:
+        lines.append(Text(prediction.path, style="bold", overflow="fold"))
+        line = Text("  ")
+        line.append(prediction.name, style="bold")
+        line.append(f"  {prediction.probability:.1%}")
+        if top_k > 1:
+            line.append("   next: " + "  ".join(f"{name} {p:.1%}" for _, name, p in prediction.top(top_k)[1:]), style="dim")
+        lines.append(line)
+    return Group(*lines)
+
+
+def _rows(predictions: list[Any], *, top_k: int) -> Table:
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False)
-    table.add_column("picture", overflow="fold")
+    table.add_column("picture", no_wrap=True)
     table.add_column("prediction")
     table.add_column("probability", justify="right")
     if top_k > 1:

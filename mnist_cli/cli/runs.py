@@ -64,23 +64,39 @@ def _epochs(run: run_dirs.RunSummary) -> str:
 
 
 def _settings(config: TrainConfig) -> str:
-    return f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.loss}, {config.schedule}"
+    recipe = f"recipe {config.recipe}, " if config.recipe else ""
+    augment = ", augment" if config.augment else ""
+    return f"{recipe}{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.loss}, {config.schedule}{augment}"
+
+
+_SETTINGS = ("data", "model", "recipe", "optimizer", "lr", "batch", "loss", "schedule", "augment")
+
+
+def _setting_cells(config: TrainConfig | None) -> list[str]:
+    if config is None:
+        return ["-"] * len(_SETTINGS)
+    return [
+        config.dataset,
+        config.model,
+        config.recipe or "-",
+        config.optimizer,
+        f"{config.lr:g}",
+        str(config.batch_size),
+        config.loss,
+        config.schedule,
+        "yes" if config.augment else "no",
+    ]
 
 
 def _wide_table(summaries: list[run_dirs.RunSummary]) -> Table:
     """One column per setting: for wide terminals, pipes and files."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("run", "started", "status", "data", "model", "optimizer", "lr", "batch", "loss", "schedule"):
+    for name in ("run", "started", "status", *_SETTINGS):
         table.add_column(name, justify="right" if name in ("lr", "batch") else "left", no_wrap=name != "run")
-    for name in ("epochs", "best val", "test", "time"):
+    for name in ("params", "epochs", "best val", "test", "time"):
         table.add_column(name, justify="right", no_wrap=True)
     for run in summaries:
-        config = run.config
-        settings = ["-"] * 7
-        if config:
-            settings = [config.dataset, config.model, config.optimizer, f"{config.lr:g}", str(config.batch_size)]
-            settings += [config.loss, config.schedule]
-        table.add_row(common.safe(run.name), _started(run), _status(run), *settings, *_figures(run))
+        table.add_row(common.safe(run.name), _started(run), _status(run), *_setting_cells(run.config), _params(run), *_figures(run))
     return table
 
 
@@ -98,6 +114,11 @@ def _compact_table(summaries: list[run_dirs.RunSummary]) -> Table:
         details = f"\n[dim]{config.dataset} {config.model}, {common.safe(_settings(config))}[/]" if config else ""
         table.add_row(f"{common.safe(run.name)}{details}", _started(run).replace(" ", "\n"), _status(run), *_figures(run))
     return table
+
+
+def _params(run: run_dirs.RunSummary) -> str:
+    params = getattr(run, "params", None)
+    return f"{params:,}" if params is not None else "-"
 
 
 def _started(run: run_dirs.RunSummary) -> str:

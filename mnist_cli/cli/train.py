@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -17,7 +18,16 @@ from mnist_cli.core import runs as run_dirs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core.config import TrainConfig
-from mnist_cli.training.events import EpochDone, EpochStarted, StepsDone, Testing, TrainEvent, TrainResult, TrainStarted
+from mnist_cli.training.events import (
+    EpochDone,
+    EpochStarted,
+    NetworkBuilt,
+    StepsDone,
+    Testing,
+    TrainEvent,
+    TrainResult,
+    TrainStarted,
+)
 
 D = TrainConfig()  # every default comes from the config dataclass
 # "0.01 for sgd and momentum; 0.001 for adam and adamw", from the config's one table of defaults.
@@ -45,8 +55,20 @@ class _TrainReporter(common.Reporter):
             TimeRemainingColumn(),
         )
 
+    def say(self, text: str) -> None:
+        """A line above the bars, or on its own when plain."""
+        # Plain lines stay whole for logs and grep; on a terminal Rich wraps between words
+        # (the terminal itself would cut an epoch line mid-word) and folds long paths.
+        console = self.progress.console if self.progress else self.console
+        if self.plain:
+            console.print(text, highlight=False, soft_wrap=True)
+        else:
+            console.print(text, highlight=False, overflow="fold")
+
     def __call__(self, event: TrainEvent) -> None:
-        if isinstance(event, TrainStarted):
+        if isinstance(event, NetworkBuilt):
+            (self.progress.console if self.progress else self.console).print(network_table(event))
+        elif isinstance(event, TrainStarted):
             self.log_every = event.config.log_every
             what = f"resuming {common.safe(str(event.run_dir))} from {common.safe(event.resumed_from)}" if event.resumed_from else f"run {common.safe(str(event.run_dir))}"
             if event.replicas > 1:
@@ -98,10 +120,29 @@ class _TrainReporter(common.Reporter):
         )
 
 
+def network_table(event: NetworkBuilt) -> Table:
+    """The network as the walk-through's `model.summary()` shows it: layers, output shapes, parameters."""
+    table = Table(title=f"network {common.safe(event.name)}", title_justify="left", show_footer=True)
+    table.add_column("layer", footer="total", overflow="fold")
+    table.add_column("type", overflow="fold")
+    table.add_column("output shape", overflow="fold")
+    table.add_column("parameters", justify="right", footer=f"{event.params:,}")
+    for layer in event.layers:
+        shape = "(" + ", ".join("None" if size is None else str(size) for size in layer.output_shape) + ")"
+        table.add_row(common.safe(layer.name), common.safe(layer.kind), shape, f"{layer.params:,}")
+    return table
+
+
+def next_commands(result: Any) -> list[str]:
+    """What to run after training, quoted for a shell."""
+    run = shlex.quote(result.run_dir)
+    return [f"mnist evaluate {run}", f"tensorboard --logdir {shlex.quote(str(Path(result.run_dir).parent))}"]
+
+
 def _summary(result: TrainResult) -> Table:
     table = Table(title=f"run {common.safe(result.run_dir)}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # paths fold onto the next line, never cut
     table.add_row("epochs", str(result.epochs))
     table.add_row("train", f"loss {result.train_loss:.4f}  accuracy {result.train_accuracy:.2%}")
     if result.val_accuracy is not None:
@@ -111,7 +152,8 @@ def _summary(result: TrainResult) -> Table:
     table.add_row("test", f"[bold]accuracy {result.test_accuracy:.2%}[/]  loss {result.test_loss:.4f}")
     table.add_row("speed", f"{result.samples_per_second:,.0f} img/s, {result.seconds:.1f} s in all")
     table.add_row("model", common.safe(result.model_file))
-    table.add_row("next", f"mnist evaluate {common.safe(result.run_dir)}   ·   tensorboard --logdir {common.safe(str(Path(result.run_dir).parent))}")
+    if getattr(result, "params", None) is not None:
+        table.add_row("parameters", f"{result.params:,}")
     return table
 
 
@@ -145,7 +187,7 @@ def train(
     log_every: Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")] = D.log_every,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
     keep_checkpoints: Annotated[int, typer.Option(help="How many recent checkpoints to keep.")] = D.keep_checkpoints,
-    run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory [default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory \\[default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
     runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=run_dirs.RUNS_DIR_ENV, file_okay=False)] = Path(run_dirs.DEFAULT_RUNS_ROOT),
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
     recipe: Annotated[
@@ -168,7 +210,7 @@ def train(
     ] = common.Strategy("auto"),
     devices: Annotated[
         Optional[str],
-        typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) [default: all local GPUs].", show_default=False),
+        typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) \\[default: all local GPUs].", show_default=False),
     ] = None,
     json_output: common.JsonOption = False,
     quiet: common.QuietOption = False,
@@ -193,32 +235,44 @@ def train(
         "log_every": log_every,
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
+        "recipe": recipe.value if recipe else None,
     }
     # Precedence: defaults < --recipe < --config file < options given (or set in the environment).
     given = {
-        **(cfg.recipe(recipe.value) if recipe else {}),
+        **(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}),
         **(cfg.read_config_file(config_file) if config_file else {}),
         **{name: values[name] for name in _GIVEN if _was_given(ctx, name)},
     }
     config = TrainConfig(**given)
 
-    from mnist_cli.training import distribute, trainer  # imports TensorFlow
     from mnist_cli.data.idx import load_splits
     from mnist_cli.data.download import ensure_dataset
 
     run_path, config = run_dirs.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
+    if resume:
+        # A resumed run reads the data it was trained on, unless --data-dir says otherwise.
+        from mnist_cli.core import rundata
+
+        data_dir, note = rundata.data_dir_for(run_path, config.dataset, data_dir if common.on_command_line(ctx, "data_dir") else None)
+        if note and not quiet:
+            common.err.print(common.safe(note), highlight=False, soft_wrap=True)
     reporter = None if quiet else _TrainReporter(common.err)
     downloads = None if quiet else DownloadReporter(common.err)
     with downloads.live() if downloads else contextlib.nullcontext():
         directory = ensure_dataset(config.dataset, data_dir, on_event=downloads)
     splits = load_splits(directory, dataset=config.dataset, val_split=config.val_split, seed=config.seed)
+    # TensorFlow (2-3 s) only once the run and its data are in place: a wrong path fails at once.
+    from mnist_cli.training import distribute, trainer
     placement = distribute.make_placement(strategy.value, devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None)
     with reporter.live() if reporter else contextlib.nullcontext():
-        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement)
+        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement, data_directory=directory)
     if json_output:
         common.print_json(result.to_dict())
     else:
         common.out.print(_summary(result))
+        # Plain lines, outside the table, so they can be pasted as they are.
+        for command in next_commands(result):
+            common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)
 
 
 def _was_given(ctx: typer.Context, name: str) -> bool:

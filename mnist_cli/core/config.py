@@ -75,6 +75,9 @@ class TrainConfig:
     log_every: int = 200
     checkpoint_every: int = 0
     keep_checkpoints: int = 3
+    # The --recipe the run started from (None: none). A label only: the recipe's values are
+    # in the fields above, so two runs of different recipes never look the same in `mnist runs`.
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         if self.lr is None and self.optimizer in DEFAULT_LR:
@@ -85,6 +88,8 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
+        if self.recipe is not None:
+            _check_choice("recipe", self.recipe, tuple(RECIPES))
         if (
             not self.hidden
             or len(self.hidden) > MAX_LAYERS
@@ -281,6 +286,10 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
             raise UsageError(f"config field 'hidden' must be a list of integers, got {value!r}")
         return tuple(value)
+    if name == "recipe":
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"config field 'recipe' must be a recipe name or null, got {value!r}")
+        return value
     if name == "lr":
         default = 0.0
     if isinstance(default, bool):

@@ -132,6 +132,9 @@ def resolve_run(
     overrides: dict[str, Any] | None = None,
 ) -> tuple[Path, TrainConfig]:
     """Decide the run directory and the config: a new run, or the saved config of a resumed one."""
+    if run_dir is not None:
+        # A run being written is busy (exit 9) before anything else is said about it.
+        _refuse_if_busy(Path(run_dir))
     if not resume:
         if run_dir is None:
             return new_run_dir(config, root), config
@@ -141,6 +144,8 @@ def resolve_run(
     target = Path(run_dir) if run_dir is not None else latest_run(root)
     if not (target / CONFIG_FILE).is_file():
         raise ModelError(f"{target} holds no run to resume (no {CONFIG_FILE})", "check --run-dir, or start a new run without --resume")
+    if run_dir is None:
+        _refuse_if_busy(target)
     saved = TrainConfig.load(target)
     changes = dict(overrides or {})
     epochs = changes.pop("epochs", None)
@@ -150,7 +155,29 @@ def resolve_run(
             f"--resume continues {target} with its saved config; {', '.join(conflicts)} differ from it",
             "only --epochs can change on resume; start a new run to change the others",
         )
+    done = _finished_epochs(target)
+    if done is not None and done >= (epochs if epochs is not None else saved.epochs):
+        raise UsageError(
+            f"{target} is finished: it trained all {done} of its epochs",
+            f"to train on, give more epochs: mnist train --run-dir {target} --resume --epochs {2 * done}",
+        )
     return target, saved.replace(epochs=epochs) if epochs is not None else saved
+
+
+def _refuse_if_busy(run_dir: Path) -> None:
+    # Only a lock file that exists can be held; probing must not create one.
+    if (run_dir / LOCK_FILE).is_file():
+        with run_lock(run_dir):
+            pass
+
+
+def _finished_epochs(run_dir: Path) -> int | None:
+    """The epochs a finished run trained (from result.json), or None when it has not finished."""
+    try:
+        result = _load_object_file(run_dir / RESULT_FILE, dict)
+    except _Broken:
+        return None
+    return _count(result.get("epochs")) if result else None
 
 
 @contextlib.contextmanager
@@ -259,6 +286,7 @@ class RunSummary:
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
     seconds: float | None = None
+    params: int | None = None  # the network's parameter count, from result.json
 
     @property
     def epochs_planned(self) -> int | None:
@@ -281,6 +309,9 @@ class RunSummary:
             "batch_size": config.batch_size if config else None,
             "loss": config.loss if config else None,
             "schedule": config.schedule if config else None,
+            "recipe": config.recipe if config else None,
+            "augment": config.augment if config else None,
+            "params": self.params,
             "epochs_done": self.epochs_done,
             "epochs_planned": self.epochs_planned,
             "best_val_accuracy": self.best_val_accuracy,
@@ -314,6 +345,10 @@ def run_subdir(run_dir: Path, name: str) -> Path:
     if not stat.S_ISDIR(info.st_mode):
         raise LocalIOError(f"a file is in the way: {path} should be a folder", "move the file away")
     return path
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def runs_root(root: Path | None = None) -> Path:
@@ -421,6 +456,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         best_val_accuracy=best_val if best_val is not None else summary.best_val_accuracy,
         test_accuracy=_number(result.get("test_accuracy")),
         seconds=seconds_total if seconds_total is not None else summary.seconds,
+        params=_count(result.get("params")),
     )
 
 

@@ -54,7 +54,12 @@ CHUNK = 256 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 # HTTP statuses worth retrying on the same mirror; every other error moves on.
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_MIRROR_HINT = "check the network, or pass --mirror with another URL or a folder that holds the .gz files"
+# Named so that it works after any command: train, evaluate and show have no --mirror of their own.
+_MIRROR_HINT = (
+    f"check the network, or set {MIRROR_ENV} (or run `mnist download --mirror ...`) "
+    "with another URL or a folder that holds the .gz files"
+)
+UNVERIFIED = "unverified"  # verified_by for files taken with --no-verify: IDX structure checked, digest not
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ class FileResult:
     """One file of the data set after the run."""
 
     name: str
-    status: str  # downloaded | verified | skipped
+    status: str  # downloaded | verified | skipped | unverified
     source: str | None  # mirror it came from, when known
     bytes: int
     sha256: str  # of the file on disk (gz bytes)
@@ -576,7 +581,22 @@ def _fetch_http(spec: FileSpec, mirror: Mirror, part: Path, emit: OnEvent, setti
             settings.sleep(delay)
 
 
-def _fetch_from(spec: FileSpec, mirror: Mirror, target: Path, emit: OnEvent, settings: Settings) -> FileResult:
+def _check_structure(spec: FileSpec, path: Path) -> None:
+    """Raise _MirrorFailure unless `path` is a well-formed IDX file of the kind `spec` names."""
+    from mnist_cli.core.errors import DataError, LocalIOError
+    from mnist_cli.data import idx
+
+    reader = idx.read_idx_images if "idx3" in spec.name else idx.read_idx_labels
+    try:
+        reader(path)
+    except (DataError, LocalIOError) as exc:
+        said = exc.message.replace(str(path), "the file")
+        raise _MirrorFailure(f"not a usable IDX file: {said}", integrity=True) from None
+
+
+def _fetch_from(
+    spec: FileSpec, mirror: Mirror, target: Path, emit: OnEvent, settings: Settings, *, verify: bool = True
+) -> FileResult:
     """Fetch one file from one mirror into `target`, verified; raise _MirrorFailure otherwise."""
     part = _part_path(target)
     try:
@@ -586,7 +606,11 @@ def _fetch_from(spec: FileSpec, mirror: Mirror, target: Path, emit: OnEvent, set
             else:
                 sha256, resumed = _fetch_http(spec, mirror, part, emit, settings)
             try:
-                verified_by = _verify(spec, part, sha256)
+                if verify:
+                    verified_by = _verify(spec, part, sha256)
+                else:
+                    _check_structure(spec, part)
+                    verified_by = UNVERIFIED
                 break
             except _MirrorFailure:
                 part.unlink(missing_ok=True)
@@ -608,15 +632,33 @@ def _fetch_from(spec: FileSpec, mirror: Mirror, target: Path, emit: OnEvent, set
 
 
 def _failure_error(spec: FileSpec, failures: list[tuple[Mirror, _MirrorFailure]]) -> DownloadError | IntegrityError:
-    said = "; ".join(f"{mirror.label}: {failure.reason}" for mirror, failure in failures)
-    if any(failure.integrity for _, failure in failures):
+    # Each mirror's reason was already reported as it failed; the error sums them up in one short line.
+    integrity = [(mirror, failure) for mirror, failure in failures if failure.integrity]
+    local = [mirror for mirror, _ in integrity if mirror.path is not None]
+    if local:
+        folder = local[0].label
         return IntegrityError(
-            f"{spec.name} failed verification: {said}",
-            "a mirror serves a damaged or altered copy; try another --mirror, or run again later",
+            f"{spec.name} in {folder} differs from the published file ({integrity[0][1].reason})",
+            f"to use your own files anyway: mnist download --mirror {folder} --no-verify "
+            "(their IDX structure is still checked)",
+        )
+    if integrity:
+        mirror, failure = integrity[0]
+        return IntegrityError(
+            f"{spec.name} from {mirror.label} failed verification: {failure.reason}",
+            f"a mirror serves a damaged or altered copy; set {MIRROR_ENV} (or `mnist download --mirror`) to another, or run again later",
         )
     count = len(failures)
-    mirrors = f"{count} mirror{'s' * (count != 1)}"
-    return DownloadError(f"could not download {spec.name} from {mirrors}: {said}", _MIRROR_HINT)
+    if count == 1:
+        mirror, failure = failures[0]
+        return DownloadError(f"could not download {spec.name} from {mirror.label}: {failure.reason}", _MIRROR_HINT)
+    reasons = list(dict.fromkeys(failure.reason for _, failure in failures if failure.reason != _EARLIER))
+    if len(reasons) == 1:
+        said = f"each: {reasons[0]}"
+    else:
+        last, why = next((m, f) for m, f in reversed(failures) if f.reason != _EARLIER)
+        said = f"the last, {last.label}: {why.reason}"
+    return DownloadError(f"could not download {spec.name} from any of {count} mirrors ({said})", _MIRROR_HINT)
 
 
 # Files already on disk --------------------------------------------------------
@@ -637,6 +679,16 @@ def _existing(spec: FileSpec, target: Path, manifest: dict[str, dict[str, Any]],
         # Hashing a FIFO would wait for a writer forever; a device would never end.
         raise LocalIOError(f"{target} is {kind_of(mode)}, not a regular file; refusing to read it", "move it away, then run the command again")
     entry = manifest.get(spec.name)
+    if entry and entry.get("verified_by") == UNVERIFIED:
+        # Files the user brought with --no-verify stay: only --force replaces them.
+        if {key: entry.get(key) for key in stamp} == stamp:
+            return FileResult(spec.name, "skipped", entry.get("source"), stamp["size"], entry["sha256"], UNVERIFIED)
+        try:
+            _check_structure(spec, target)
+        except _MirrorFailure as failure:
+            emit(ExistingRejected(spec.name, failure.reason))
+            return None
+        return FileResult(spec.name, UNVERIFIED, entry.get("source"), stamp["size"], _sha256_file(target), UNVERIFIED)
     if entry and {key: entry.get(key) for key in stamp} == stamp and entry.get("expected") == spec.sha256:
         source = entry.get("source")
         return FileResult(spec.name, "skipped", source, stamp["size"], entry["sha256"], entry["verified_by"])
@@ -695,11 +747,16 @@ def download(
     *,
     mirrors: Sequence[str] | None = None,
     force: bool = False,
+    verify: bool = True,
     only: Iterable[str] | None = None,
     on_event: OnEvent | None = None,
     settings: Settings | None = None,
 ) -> DownloadResult:
-    """Make `<data-dir>/<dataset>/` hold genuine copies of the data set's files (or of `only` those)."""
+    """Make `<data-dir>/<dataset>/` hold genuine copies of the data set's files (or of `only` those).
+
+    With `verify=False` (`--no-verify`) files that differ from the published ones are taken
+    when their IDX structure is sound, and the manifest records them as unverified.
+    """
     started = time.monotonic()
     spec: DatasetSpec = dataset_spec(dataset)
     sources = resolve_mirrors(dataset, mirrors)
@@ -707,10 +764,55 @@ def download(
     emit: OnEvent = on_event or (lambda event: None)
     wanted = set(only) if only is not None else None
     directory = dataset_dir(data_dir, dataset)
+    created = _missing_folders(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise io_error(exc, f"creating {directory}") from None
+    try:
+        return _download_into(
+            spec, directory, sources, force=force, verify=verify, wanted=wanted, emit=emit, settings=settings, started=started
+        )
+    except BaseException:
+        _remove_if_empty(directory, created)
+        raise
+
+
+def _missing_folders(directory: Path) -> list[Path]:
+    """The folders `mkdir -p directory` would create, deepest first."""
+    missing: list[Path] = []
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_if_empty(directory: Path, created: list[Path]) -> None:
+    # A mistyped --data-dir must not stay behind when no file landed in it: folders this
+    # call made are removed again while they hold nothing but the lock (a part file stays,
+    # so a later run can resume it).
+    if not created:
+        return
+    with contextlib.suppress(OSError):
+        if {child.name for child in directory.iterdir()} <= {LOCK_NAME}:
+            (directory / LOCK_NAME).unlink(missing_ok=True)
+            for folder in created:
+                folder.rmdir()
+
+
+def _download_into(
+    spec: DatasetSpec,
+    directory: Path,
+    sources: Sequence[Mirror],
+    *,
+    force: bool,
+    verify: bool,
+    wanted: set[str] | None,
+    emit: OnEvent,
+    settings: Settings,
+    started: float,
+) -> DownloadResult:
     results: list[FileResult] = []
     dead: set[Mirror] = set()
     with _locked(directory, emit, settings):
@@ -724,7 +826,7 @@ def download(
             if result is None:
                 if force:
                     _part_path(target).unlink(missing_ok=True)  # --force starts clean, no resume
-                result = _fetch(file_spec, sources, target, emit, settings, dead)
+                result = _fetch(file_spec, sources, target, emit, settings, dead, verify=verify)
             if result.status != "skipped":
                 _record(manifest, file_spec, target, result)
                 _save_manifest(directory, manifest)
@@ -733,16 +835,26 @@ def download(
     return DownloadResult(spec.name, directory, tuple(results), time.monotonic() - started)
 
 
+_EARLIER = "unreachable earlier in this run"
+
+
 def _fetch(
-    spec: FileSpec, sources: Sequence[Mirror], target: Path, emit: OnEvent, settings: Settings, dead: set[Mirror]
+    spec: FileSpec,
+    sources: Sequence[Mirror],
+    target: Path,
+    emit: OnEvent,
+    settings: Settings,
+    dead: set[Mirror],
+    *,
+    verify: bool = True,
 ) -> FileResult:
     failures: list[tuple[Mirror, _MirrorFailure]] = []
     for index, mirror in enumerate(sources):
         if mirror in dead:
-            failures.append((mirror, _MirrorFailure("unreachable earlier in this run")))
+            failures.append((mirror, _MirrorFailure(_EARLIER)))
             continue
         try:
-            return _fetch_from(spec, mirror, target, emit, settings)
+            return _fetch_from(spec, mirror, target, emit, settings, verify=verify)
         except _MirrorFailure as failure:
             failures.append((mirror, failure))
             if failure.dead:

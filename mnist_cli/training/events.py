@@ -15,6 +15,38 @@ from mnist_cli.core.config import TrainConfig
 
 
 @dataclass(frozen=True)
+class Layer:
+    """One layer as `model.summary()` lists it."""
+
+    name: str
+    kind: str  # the Keras class, such as Dense
+    output_shape: tuple[int | None, ...]
+    params: int
+
+
+@dataclass(frozen=True)
+class NetworkBuilt:
+    """The network is built: its layers, their output shapes and parameters, as the walk-through's `summary()`."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    params: int
+    trainable_params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return {
+            "name": self.name,
+            "layers": [
+                {"name": layer.name, "kind": layer.kind, "output_shape": list(layer.output_shape), "params": layer.params}
+                for layer in self.layers
+            ],
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+        }
+
+
+@dataclass(frozen=True)
 class TrainStarted:
     """The run is set up and the first step is about to run."""
 
@@ -102,11 +134,12 @@ class TrainResult:
     samples_per_second: float
     started: str
     finished: str
+    params: int | None = None  # the network's parameter count, as its summary's total
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
         return asdict(self)
 
 
-TrainEvent = Union[TrainStarted, EpochStarted, StepsDone, EpochDone, Testing]
+TrainEvent = Union[NetworkBuilt, TrainStarted, EpochStarted, StepsDone, EpochDone, Testing]
 OnEvent = Callable[[TrainEvent], None]

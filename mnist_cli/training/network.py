@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mnist_cli.core.config import TrainConfig
+from mnist_cli.training.events import Layer, NetworkBuilt
 from mnist_cli.data.registry import COLS, NUM_CLASSES, ROWS
 from mnist_cli.core.tf_setup import import_tensorflow
 
@@ -88,3 +90,18 @@ def current_learning_rate(optimizer: Any) -> float:
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     rate = inner.learning_rate
     return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+
+
+def describe(model: Any) -> NetworkBuilt:
+    """The layers of a built Keras model with their output shapes and parameter counts."""
+    layers = tuple(
+        Layer(
+            name=layer.name,
+            kind=type(layer).__name__,
+            output_shape=tuple(None if size is None else int(size) for size in layer.output.shape),
+            params=int(layer.count_params()),
+        )
+        for layer in model.layers
+    )
+    trainable = sum(int(math.prod(weight.shape)) for weight in model.trainable_weights)
+    return NetworkBuilt(name=model.name, layers=layers, params=int(model.count_params()), trainable_params=trainable)

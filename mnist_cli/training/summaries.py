@@ -36,6 +36,7 @@ def _histogram(tag: str, values: np.ndarray, *, step: int, buckets: int = 30) ->
 def _hparams(config: TrainConfig) -> dict[str, Any]:
     values = config.to_dict()
     values["hidden"] = format_hidden(config.hidden)
+    values["recipe"] = config.recipe or "none"  # HParams takes no null values
     return values
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.core import runs
+from mnist_cli.core import rundata, runs
 from mnist_cli.core.config import TrainConfig, format_hidden
 from mnist_cli.core.errors import DivergedError, Interrupted, LocalIOError, UsageError
 from mnist_cli.core.fileio import io_error
@@ -78,11 +78,17 @@ def fit(
     on_event: OnEvent | None = None,
     deterministic: bool = True,
     placement: distribute.Placement | None = None,
+    data_directory: Path | None = None,
 ) -> TrainResult:
-    """Train (or resume) the run in `run_dir` and score it on the full test split."""
+    """Train (or resume) the run in `run_dir` and score it on the full test split.
+
+    `data_directory`, the folder the data was read from, is recorded in the run's
+    `data.json`, so `evaluate` and `--resume` find the same data.
+    """
+    emit = on_event or (lambda event: None)
     try:
-        return _fit(config, data, run_dir=Path(run_dir), emit=on_event or (lambda event: None), deterministic=deterministic, placement=placement)
-    except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
+        return _fit(config, data, run_dir=Path(run_dir), emit=emit, deterministic=deterministic, placement=placement, data_directory=data_directory)
+    except (tf.errors.ResourceExhaustedError, MemoryError):
         # Checkpoint saves turn a full disk into their own error first; what is left is memory.
         raise LocalIOError(
             f"out of memory while training {config.model} (batch {config.batch_size}, layers {format_hidden(config.hidden)})",
@@ -91,14 +97,21 @@ def fit(
 
 
 def _fit(
-    config: TrainConfig, data: Splits, *, run_dir: Path, emit: OnEvent, deterministic: bool, placement: distribute.Placement | None
+    config: TrainConfig,
+    data: Splits,
+    *,
+    run_dir: Path,
+    emit: OnEvent,
+    deterministic: bool,
+    placement: distribute.Placement | None,
+    data_directory: Path | None,
 ) -> TrainResult:
     placement = placement or distribute.make_placement("one")
     if not placement.is_chief:
         # Every worker must take part in each checkpoint save, but only the chief
         # writes the run: the others save into a scratch directory, removed at the end.
         with tempfile.TemporaryDirectory(prefix="mnist-worker-") as scratch:
-            loop = _Loop(config, data, run_dir=Path(scratch), restore_dir=run_dir, emit=emit, placement=placement)
+            loop = _Loop(config, data, run_dir=Path(scratch), restore_dir=run_dir, emit=emit, placement=placement, data_directory=None)
             result = loop.run(deterministic=deterministic)
         return dataclasses.replace(result, run_dir=str(run_dir), best_checkpoint=None, model_file=str(run_dir / runs.MODEL_FILE))
     try:
@@ -106,7 +119,7 @@ def _fit(
     except OSError as exc:
         raise io_error(exc, f"creating {run_dir}") from None
     with runs.run_lock(run_dir):
-        loop = _Loop(config, data, run_dir=run_dir, restore_dir=run_dir, emit=emit, placement=placement)
+        loop = _Loop(config, data, run_dir=run_dir, restore_dir=run_dir, emit=emit, placement=placement, data_directory=data_directory)
         return loop.run(deterministic=deterministic)
 
 
@@ -114,9 +127,18 @@ class _Loop:
     """One run's training, in the order it happens: set up, train, finish."""
 
     def __init__(
-        self, config: TrainConfig, data: Splits, *, run_dir: Path, restore_dir: Path, emit: OnEvent, placement: distribute.Placement
+        self,
+        config: TrainConfig,
+        data: Splits,
+        *,
+        run_dir: Path,
+        restore_dir: Path,
+        emit: OnEvent,
+        placement: distribute.Placement,
+        data_directory: Path | None,
     ) -> None:
         self.config, self.data, self.run_dir, self.restore_dir = config, data, run_dir, restore_dir
+        self.data_directory = data_directory
         self.emit, self.placement = emit, placement
         self.train_count = len(data.train_labels)
         if self.train_count == 0:
@@ -155,6 +177,7 @@ class _Loop:
             self.model = network.build_model(config)
             self.optimizer = network.build_optimizer(config, steps_per_epoch=self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)  # before the first step, so no variable is created in a trace
+        self.emit(network.describe(self.model))
         self.state = checkpoints.LoopState()
         self.saver = checkpoints.RunCheckpoints(
             self.run_dir, model=self.model, optimizer=self.optimizer, state=self.state, keep=config.keep_checkpoints, restore_dir=self.restore_dir
@@ -165,6 +188,8 @@ class _Loop:
         self.history = runs.load_history(self.restore_dir)[: self._epochs_done()] if resumed_from else []
         if resumed_from is None:
             config.save(self.run_dir)
+        if self.data_directory is not None:  # the latest data used, so a resume with --data-dir updates it
+            rundata.record(self.run_dir, dataset=config.dataset, directory=self.data_directory)
         self.train_chunk = steps.make_train_chunk(self.model, self.optimizer, config, self.placement.strategy)
         self.eval_step = steps.make_eval_step(self.model, config)
         self.images = tf.constant(data.train_images)
@@ -352,6 +377,7 @@ class _Loop:
             best_epoch=self.best_epoch if best_checkpoint else None,
             best_val_accuracy=self.best_val_accuracy if best_checkpoint else None,
             model_file=str(model_path),
+            params=int(self.model.count_params()),
             seconds=time.perf_counter() - started,
             samples_per_second=sum(entry["samples"] for entry in self.history) / train_seconds,
             started=started_at.isoformat(timespec="seconds"),
