@@ -60,7 +60,7 @@ def test_quiet_prints_only_the_summary(tmp_path: Path, tiny_data_dir: Path) -> N
     # The summary shows the run's own test accuracy, as result.json records it, and where the model is.
     test_row = next(line for line in result.stdout.splitlines() if line.strip("│ ").startswith("test"))
     assert f"accuracy {saved['test_accuracy']:.2%}" in test_row
-    assert "model.keras" in result.stdout and f"mnist evaluate" in result.stdout
+    assert "model.keras" in result.stdout and "mnist evaluate" in result.stdout
 
 
 @pytest.mark.parametrize(
