@@ -209,3 +209,44 @@ def test_every_next_line_after_a_real_train_works_when_pasted(tmp_path: Path, re
     listed = subprocess.run([*mnist, "runs", "--json"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     (entry,) = json.loads(listed.stdout)
     assert entry["params"] == 335_114 and entry["status"] == "finished"
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_epoch_lines_on_a_terminal_wrap_between_words(width: int) -> None:
+    from mnist_cli.cli.train import _TrainReporter
+    from mnist_cli.training.events import EpochDone
+
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    reporter = _TrainReporter(console)
+    assert not reporter.plain
+    reporter(
+        EpochDone(
+            epoch=10, epochs=10, train_loss=0.1634, train_accuracy=0.9538, val_loss=0.1775, val_accuracy=0.951,
+            learning_rate=0.01, seconds=0.1, samples_per_second=136077.0, best=True, checkpoint="ckpt",
+        )
+    )
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert all(len(line) <= width for line in lines)
+    expected = "epoch 10/10  train loss 0.1634 acc 95.38%  val loss 0.1775 acc 95.10%  lr 0.01  136,077 img/s  0.1 s  best"
+    assert " ".join(lines).split() == expected.split()  # every word whole
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b"[]", b'{"dataset": "mnist"}', b'{"dataset": 1, "data_dir": "/x"}', b'{"dataset": "mnist", "data_dir": ""}', b"\xff\xfe"],
+)
+def test_a_damaged_data_json_is_ignored(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / rundata.DATA_FILE).write_bytes(content)
+    assert rundata.read(tmp_path) is None
+    assert rundata.data_dir_for(tmp_path, "mnist", None) == (None, None)
+
+
+def test_data_json_is_a_regular_small_file_with_an_absolute_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    rundata.record(tmp_path, dataset="mnist", directory=Path("data") / "mnist")
+    assert rundata.read(tmp_path) == rundata.DataSource("mnist", tmp_path / "data")
+    assert rundata.data_dir_for(tmp_path, "mnist", Path("elsewhere")) == (Path("elsewhere"), None)  # an explicit one wins
+    (tmp_path / rundata.DATA_FILE).unlink()
+    (tmp_path / rundata.DATA_FILE).mkdir()
+    assert rundata.read(tmp_path) is None
