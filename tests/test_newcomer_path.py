@@ -139,7 +139,7 @@ def test_the_train_summary_and_network_never_cut_a_path(width: int) -> None:
 
 @pytest.mark.parametrize("width", [60, 80, 120])
 def test_the_predict_table_never_cuts_a_file_name(width: int) -> None:
-    from mnist_cli.cli.predict import _table
+    from mnist_cli.cli.predict import _print_table
 
     class Prediction:
         path = "pictures/a-photo-of-the-digit-seven-taken-on-a-phone.jpg"
@@ -149,7 +149,9 @@ def test_the_predict_table_never_cuts_a_file_name(width: int) -> None:
         def top(self, k: int):
             return [(7, "7", 0.99), (1, "1", 0.005), (2, "2", 0.003)][:k]
 
-    text = _rendered(_table([Prediction()], top_k=3, width=width), width)
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    _print_table(console, [Prediction()], top_k=3)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
     assert _cell_text(Prediction.path) in _cell_text(text)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console, Group, RenderableType
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -70,7 +70,7 @@ def predict(
             for prediction in predictions:
                 draw(common.out, prediction, top_k=top_k)
         elif predictions:
-            common.out.print(_table(predictions, top_k=top_k, width=common.out.width))
+            _print_table(common.out, predictions, top_k=top_k)
     if failed:
         common.err.print(f"{failed} of {len(results)} pictures could not be read", highlight=False)
         raise typer.Exit(errors.INPUT)
@@ -86,23 +86,23 @@ def _read_stdin() -> bytes:
     return stream.read(MAX_FILE_BYTES + 1)
 
 
-def _table(predictions: list[Any], *, top_k: int, width: int) -> RenderableType:
+def _print_table(console: Console, predictions: list[Any], *, top_k: int) -> None:
     """One row per picture; when a file name would not fit its column, each gets a line of its own instead."""
     table = _rows(predictions, top_k=top_k)
     measure = Console(width=100_000, file=io.StringIO())
-    if measure.measure(table).maximum <= width:
-        return table
-    # A narrow terminal: split file names are hard to read, so each name gets its own line.
-    lines: list[Text] = []
+    if measure.measure(table).maximum <= console.width:
+        console.print(table)
+        return
+    # A narrow terminal: split file names are hard to read (and to grep), so each name gets a
+    # whole line of its own, which the terminal may wrap but nothing cuts.
     for prediction in predictions:
-        lines.append(Text(prediction.path, style="bold", overflow="fold"))
+        console.print(Text(common.printable(prediction.path), style="bold"), soft_wrap=True)
         line = Text("  ")
         line.append(prediction.name, style="bold")
         line.append(f"  {prediction.probability:.1%}")
         if top_k > 1:
             line.append("   next: " + "  ".join(f"{name} {p:.1%}" for _, name, p in prediction.top(top_k)[1:]), style="dim")
-        lines.append(line)
-    return Group(*lines)
+        console.print(line, soft_wrap=True)
 
 
 def _rows(predictions: list[Any], *, top_k: int) -> Table:
