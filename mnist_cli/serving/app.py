@@ -357,6 +357,8 @@ async def _form_pictures(request: Request, body: bytes, config: ServeConfig) -> 
     try:
         form = await parser.parse()
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several types for malformed forms
+        if "too many files" in str(exc).lower():
+            raise Refused(400, f"too many pictures: at most {config.max_instances} per request") from None
         raise Refused(400, f"the multipart form cannot be read: {exc}", "send each picture as a file field") from None
     pictures = []
     try:
