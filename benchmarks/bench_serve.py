@@ -1,0 +1,195 @@
+"""`mnist serve` under load: the real server over loopback, driven by wrk, with dynamic batching on and off.
+
+For each server (batching on, then off, same model) the script sends 100 requests and reads
+the server's resident memory, then runs wrk (`apt-get install wrk`; a Lua script posts the
+bodies, rotating over 8 real MNIST test digits) for each endpoint at 1, 8 and 32 concurrent
+connections, and reads the memory again once more than 10,000 requests were answered:
+
+- `/predict` with PNG pictures: 280x280 dark-on-white drawings, as the page sends them
+  (upscaled MNIST test digits), so each request pays the full preprocessing;
+- `/v1/models/mnist:predict` (TF Serving's REST API) with one 28x28 instance per request.
+
+Figures: requests/s, p50 and p99 latency (wrk's), failed requests (non-2xx answers and
+socket errors). The machine is shared: the load average is printed with each result.
+
+    python benchmarks/bench_serve.py runs/mnist-cnn-...      # about 3 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, check_dataset_dir, default_mnist10k_dir, load_average, machine, write_json  # noqa: E402
+
+CLIENTS = (1, 8, 32)
+DIGITS = 8
+URL_LINE = re.compile(r"serving at (http://\S+/) ")
+
+LUA = r"""
+-- Posts the bodies in $BENCH_BODIES (files), in turn, with $BENCH_TYPE as Content-Type.
+local bodies = {}
+for path in string.gmatch(os.getenv("BENCH_BODIES"), "[^,]+") do
+  local file = assert(io.open(path, "rb"))
+  bodies[#bodies + 1] = file:read("*a")
+  file:close()
+end
+local counter = 0
+local headers = { ["Content-Type"] = os.getenv("BENCH_TYPE") }
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, headers, bodies[(counter % #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "seconds": %.6f, "p50_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "non_2xx": %d, "connect": %d, "read": %d, "write": %d, "timeout": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    e.status, e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def bodies(directory: Path, mnist_dir: Path) -> dict[str, tuple[list[Path], str]]:
+    """The request bodies: PNG drawings and TF Serving JSON, one digit each."""
+    sys.path.insert(0, str(REPO))
+    from mnist_cli.data import load_split
+
+    images, _ = load_split(mnist_dir, "test")
+    pngs, jsons = [], []
+    for index in range(DIGITS):
+        drawing = Image.fromarray(255 - images[index]).resize((280, 280), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        drawing.save(buffer, format="PNG")
+        pngs.append(directory / f"digit-{index}.png")
+        pngs[-1].write_bytes(buffer.getvalue())
+        jsons.append(directory / f"digit-{index}.json")
+        jsons[-1].write_text(json.dumps({"instances": [images[index].tolist()]}))
+    return {"/predict": (pngs, "image/png"), "/v1/models/mnist:predict": (jsons, "application/json")}
+
+
+class Server:
+    """`mnist serve TARGET --port 0 --quiet` in a process."""
+
+    def __init__(self, target: str, *extra: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mnist_cli", "serve", target, "--port", "0", "--quiet", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            match = URL_LINE.search(line)
+            if match:
+                self.url = match.group(1)
+                return
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def warm_up(url: str, endpoint: str, body: Path, content_type: str, count: int) -> int:
+    """`count` sequential requests; the number that failed."""
+    import httpx
+
+    failed = 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(count):
+            failed += client.post(endpoint, content=body.read_bytes(), headers={"Content-Type": content_type}).status_code != 200
+    return failed
+
+
+def wrk(url: str, endpoint: str, files: list[Path], content_type: str, *, clients: int, seconds: float, script: Path) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_BODIES": ",".join(map(str, files)), "BENCH_TYPE": content_type}
+    # One wrk thread: its event loop keeps 32 connections busy, and a second thread would
+    # take CPU from the server on a 2-core machine.
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url.rstrip("/") + endpoint]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    result["failed"] = result["non_2xx"] + result["connect"] + result["read"] + result["write"] + result["timeout"]
+    result["requests_per_second"] = result["requests"] / result["seconds"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", help="a run, checkpoint or model.keras to serve")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run")
+    parser.add_argument("--mnist-dir", type=Path, default=default_mnist10k_dir())
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk")
+    problem = check_dataset_dir(args.mnist_dir, "point --mnist-dir at the shared mnist-10k folder")
+    if problem:
+        sys.exit(problem)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    script = scratch / "post.lua"
+    script.write_text(LUA)
+    payloads = bodies(scratch, args.mnist_dir)
+    results: dict[str, Any] = {"machine": machine(), "target": args.target, "seconds": args.seconds, "runs": []}
+    print(f"machine: {results['machine'].get('Model name')}, {results['machine'].get('cpus')} CPUs; load {load_average()}")
+    for batching in ("--batching", "--no-batching"):
+        server = Server(args.target, batching)
+        pid = server.process.pid
+        warm = sum(warm_up(server.url, endpoint, files[0], kind, 50) for endpoint, (files, kind) in payloads.items())
+        memory: dict[str, Any] = {"after_100_kib": rss_kib(pid), "failed_first_100": warm}
+        answered = 100
+        for endpoint, (files, kind) in payloads.items():
+            for clients in CLIENTS:
+                result = wrk(server.url, endpoint, files, kind, clients=clients, seconds=args.seconds, script=script)
+                answered += result["requests"]
+                result.update(batching=batching == "--batching", endpoint=endpoint, clients=clients, load=load_average()[0])
+                results["runs"].append(result)
+                print(
+                    f"{batching:14} {endpoint:26} {clients:2} clients: {result['requests_per_second']:8,.0f} req/s  "
+                    f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  failed {result['failed']}/{result['requests']:,}  "
+                    f"(load {result['load']:.1f})",
+                    flush=True,
+                )
+        memory.update(after_all_kib=rss_kib(pid), requests=answered)
+        memory["growth"] = memory["after_all_kib"] / memory["after_100_kib"] - 1
+        results[f"memory{'' if batching == '--batching' else '_no_batching'}"] = memory
+        print(
+            f"{batching:14} RSS after 100 requests {memory['after_100_kib'] / 1024:,.0f} MiB, after {answered:,} "
+            f"{memory['after_all_kib'] / 1024:,.0f} MiB ({memory['growth']:+.1%}); exit {server.stop()}",
+            flush=True,
+        )
+    for endpoint in payloads:
+        for clients in CLIENTS:
+            on, off = (
+                next(r for r in results["runs"] if r["endpoint"] == endpoint and r["clients"] == clients and r["batching"] == flag)
+                for flag in (True, False)
+            )
+            print(f"batching on/off, {endpoint}, {clients} clients: {on['requests_per_second'] / off['requests_per_second']:.2f}x")
+    print(f"saved {write_json('serve.json', results)}")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
