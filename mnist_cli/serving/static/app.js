@@ -98,7 +98,9 @@
     }
     state.busy = true;
     try {
-      const response = await fetch("/predict?image=true", { method: "POST", headers: { "Content-Type": contentType }, body });
+      // A form (contentType null) carries its own Content-Type with the boundary.
+      const headers = contentType ? { "Content-Type": contentType } : {};
+      const response = await fetch("/predict?image=true", { method: "POST", headers, body });
       const answer = await response.json();
       if (version === state.version) {
         if (Array.isArray(answer)) show(answer[0]);
@@ -208,7 +210,10 @@
       URL.revokeObjectURL(url);
     };
     picture.src = url;
-    send(file, file.type || "application/octet-stream", version);
+    // Sent as a form, so the answer carries the file's name, as `mnist predict` shows it.
+    const form = new FormData();
+    form.append("file", file, file.name);
+    send(form, null, version);
   }
 
   document.getElementById("clear").addEventListener("click", clear);
