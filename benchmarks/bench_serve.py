@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,10 +51,18 @@ for path in string.gmatch(os.getenv("BENCH_BODIES"), "[^,]+") do
   file:close()
 end
 local counter = 0
+local answered = 0
+local limit = tonumber(os.getenv("BENCH_LIMIT") or "0")
 local headers = { ["Content-Type"] = os.getenv("BENCH_TYPE") }
 request = function()
   counter = counter + 1
   return wrk.format("POST", nil, headers, bodies[(counter % #bodies) + 1])
+end
+if limit > 0 then
+  response = function(status, headers, body)
+    answered = answered + 1
+    if answered >= limit then wrk.thread:stop() end
+  end
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -124,11 +133,14 @@ def warm_up(url: str, endpoint: str, body: Path, content_type: str, count: int) 
     return failed
 
 
-def wrk(url: str, endpoint: str, files: list[Path], content_type: str, *, clients: int, seconds: float, script: Path) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_BODIES": ",".join(map(str, files)), "BENCH_TYPE": content_type}
+def wrk(
+    url: str, endpoint: str, files: list[Path], content_type: str, *, clients: int, seconds: float, script: Path, limit: int = 0
+) -> dict[str, Any]:
+    """One wrk run; with `limit`, it stops once that many requests were answered."""
+    env = {**os.environ, "BENCH_BODIES": ",".join(map(str, files)), "BENCH_TYPE": content_type, "BENCH_LIMIT": str(limit)}
     # One wrk thread: its event loop keeps 32 connections busy, and a second thread would
     # take CPU from the server on a 2-core machine.
-    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url.rstrip("/") + endpoint]
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), url.rstrip("/") + endpoint]
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
@@ -140,7 +152,9 @@ def wrk(url: str, endpoint: str, files: list[Path], content_type: str, *, client
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", help="a run, checkpoint or model.keras to serve")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the median of each configuration is reported")
+    parser.add_argument("--soak", type=int, default=10_000, help="requests at 32 clients after which memory is read again")
     parser.add_argument("--mnist-dir", type=Path, default=default_mnist10k_dir())
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -152,43 +166,79 @@ def main() -> None:
     script = scratch / "post.lua"
     script.write_text(LUA)
     payloads = bodies(scratch, args.mnist_dir)
-    results: dict[str, Any] = {"machine": machine(), "target": args.target, "seconds": args.seconds, "runs": []}
-    print(f"machine: {results['machine'].get('Model name')}, {results['machine'].get('cpus')} CPUs; load {load_average()}")
-    for batching in ("--batching", "--no-batching"):
-        server = Server(args.target, batching)
-        pid = server.process.pid
-        warm = sum(warm_up(server.url, endpoint, files[0], kind, 50) for endpoint, (files, kind) in payloads.items())
-        memory: dict[str, Any] = {"after_100_kib": rss_kib(pid), "failed_first_100": warm}
-        answered = 100
-        for endpoint, (files, kind) in payloads.items():
-            for clients in CLIENTS:
-                result = wrk(server.url, endpoint, files, kind, clients=clients, seconds=args.seconds, script=script)
-                answered += result["requests"]
-                result.update(batching=batching == "--batching", endpoint=endpoint, clients=clients, load=load_average()[0])
-                results["runs"].append(result)
-                print(
-                    f"{batching:14} {endpoint:26} {clients:2} clients: {result['requests_per_second']:8,.0f} req/s  "
-                    f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  failed {result['failed']}/{result['requests']:,}  "
-                    f"(load {result['load']:.1f})",
-                    flush=True,
-                )
-        memory.update(after_all_kib=rss_kib(pid), requests=answered)
-        memory["growth"] = memory["after_all_kib"] / memory["after_100_kib"] - 1
-        results[f"memory{'' if batching == '--batching' else '_no_batching'}"] = memory
-        print(
-            f"{batching:14} RSS after 100 requests {memory['after_100_kib'] / 1024:,.0f} MiB, after {answered:,} "
-            f"{memory['after_all_kib'] / 1024:,.0f} MiB ({memory['growth']:+.1%}); exit {server.stop()}",
-            flush=True,
-        )
+    results: dict[str, Any] = {"machine": machine(), "target": args.target, "seconds": args.seconds, "runs": [], "memory": {}}
+    print(f"machine: {results['machine'].get('Model name')}, {results['machine'].get('cpus')} CPUs; load {load_average()}", flush=True)
+    # Both servers run at once and take turns, so that the other work on a shared machine
+    # weighs on both alike.
+    servers: dict[bool, Server] = {}
+    try:
+        for batching in (True, False):
+            servers[batching] = Server(args.target, "--batching" if batching else "--no-batching")
+        for batching, server in servers.items():
+            failed = sum(warm_up(server.url, endpoint, files[0], kind, 50) for endpoint, (files, kind) in payloads.items())
+            results["memory"][_name(batching)] = {"after_100_kib": rss_kib(server.process.pid), "failed_first_100": failed, "requests": 100}
+        for round_number in range(args.rounds):
+            for endpoint, (files, kind) in payloads.items():
+                for clients in CLIENTS:
+                    order = (True, False) if round_number % 2 == 0 else (False, True)
+                    for batching in order:
+                        result = wrk(servers[batching].url, endpoint, files, kind, clients=clients, seconds=args.seconds, script=script)
+                        result.update(batching=batching, endpoint=endpoint, clients=clients, round=round_number, load=load_average()[0])
+                        results["runs"].append(result)
+                        results["memory"][_name(batching)]["requests"] += result["requests"]
+                        _print(result)
+        for batching, server in servers.items():
+            memory = results["memory"][_name(batching)]
+            endpoint = "/v1/models/mnist:predict"
+            files, kind = payloads[endpoint]
+            soak = wrk(server.url, endpoint, files, kind, clients=32, seconds=600, script=script, limit=args.soak)
+            memory["requests"] += soak["requests"]
+            memory.update(soak=soak, after_all_kib=rss_kib(server.process.pid))
+            memory["growth"] = memory["after_all_kib"] / memory["after_100_kib"] - 1
+            print(
+                f"{_name(batching):12} {args.soak:,} requests at 32 clients: {soak['failed']} failed, p99 {soak['p99_ms']:.1f} ms; "
+                f"RSS after 100 requests {memory['after_100_kib'] / 1024:,.0f} MiB, after {memory['requests']:,} "
+                f"{memory['after_all_kib'] / 1024:,.0f} MiB ({memory['growth']:+.1%})",
+                flush=True,
+            )
+    finally:
+        for batching, server in servers.items():
+            print(f"{_name(batching):12} server exit {server.stop()}", flush=True)
+    report(payloads, results)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _name(batching: bool) -> str:
+    return "batching" if batching else "no-batching"
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(
+        f"{_name(result['batching']):12} {result['endpoint']:26} {result['clients']:2} clients: {result['requests_per_second']:8,.0f} req/s  "
+        f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  failed {result['failed']}/{result['requests']:,}  "
+        f"(load {result['load']:.1f})",
+        flush=True,
+    )
+
+
+def report(payloads: dict[str, Any], results: dict[str, Any]) -> None:
+    """The median of each configuration, batching on against off, and the JSON file."""
+    print("\nmedians over the rounds:")
+    print("| endpoint | clients | batching on: req/s, p50, p99 | batching off: req/s, p50, p99 | on/off | failed |")
+    print("|---|---|---|---|---|---|")
     for endpoint in payloads:
         for clients in CLIENTS:
-            on, off = (
-                next(r for r in results["runs"] if r["endpoint"] == endpoint and r["clients"] == clients and r["batching"] == flag)
-                for flag in (True, False)
-            )
-            print(f"batching on/off, {endpoint}, {clients} clients: {on['requests_per_second'] / off['requests_per_second']:.2f}x")
+            cells, rates, failed = [], [], 0
+            for flag in (True, False):
+                runs = [r for r in results["runs"] if r["endpoint"] == endpoint and r["clients"] == clients and r["batching"] == flag]
+                rate = statistics.median(r["requests_per_second"] for r in runs)
+                p50 = statistics.median(r["p50_ms"] for r in runs)
+                p99 = statistics.median(r["p99_ms"] for r in runs)
+                failed += sum(r["failed"] for r in runs)
+                rates.append(rate)
+                cells.append(f"{rate:,.0f}, {p50:.1f} ms, {p99:.1f} ms")
+            print(f"| `{endpoint}` | {clients} | {cells[0]} | {cells[1]} | {rates[0] / rates[1]:.2f}x | {failed} |")
     print(f"saved {write_json('serve.json', results)}")
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

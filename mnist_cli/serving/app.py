@@ -139,7 +139,10 @@ def create_app(
     def run_model(images: np.ndarray) -> np.ndarray:
         return predict_step(images).numpy()
 
-    run_model(np.zeros((1, 28, 28), np.uint8))  # traces the step once, before the first request
+    # Traces the step, and lets TensorFlow size its buffers for the largest batch, before the
+    # first request: memory then stays flat under load.
+    for size in (1, config.max_batch_size if config.batching else 1):
+        run_model(np.zeros((size, 28, 28), np.uint8))
     batcher = Batcher(
         run_model,
         enabled=config.batching,
