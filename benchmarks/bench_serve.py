@@ -1,9 +1,11 @@
 """`mnist serve` under load: the real server over loopback, driven by wrk, with dynamic batching on and off.
 
-For each server (batching on, then off, same model) the script sends 100 requests and reads
-the server's resident memory, then runs wrk (`apt-get install wrk`; a Lua script posts the
-bodies, rotating over 8 real MNIST test digits) for each endpoint at 1, 8 and 32 concurrent
-connections, and reads the memory again once more than 10,000 requests were answered:
+Two servers of the same model run at once, batching on and off. Each gets 100 requests, and
+its resident memory is read; then wrk (`apt-get install wrk`; a Lua script posts the bodies,
+rotating over 8 real MNIST test digits) runs each endpoint at 1, 8 and 32 concurrent
+connections against one server then the other, for `--rounds` rounds (the median is
+reported); last, each server gets 10,000 more requests at 32 clients (failures counted), and
+its memory is read again:
 
 - `/predict` with PNG pictures: 280x280 dark-on-white drawings, as the page sends them
   (upscaled MNIST test digits), so each request pays the full preprocessing;
@@ -12,7 +14,7 @@ connections, and reads the memory again once more than 10,000 requests were answ
 Figures: requests/s, p50 and p99 latency (wrk's), failed requests (non-2xx answers and
 socket errors). The machine is shared: the load average is printed with each result.
 
-    python benchmarks/bench_serve.py runs/mnist-cnn-...      # about 3 minutes
+    python benchmarks/bench_serve.py runs/mnist-cnn-...      # about 6 minutes on 2 busy cores
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -51,18 +54,10 @@ for path in string.gmatch(os.getenv("BENCH_BODIES"), "[^,]+") do
   file:close()
 end
 local counter = 0
-local answered = 0
-local limit = tonumber(os.getenv("BENCH_LIMIT") or "0")
 local headers = { ["Content-Type"] = os.getenv("BENCH_TYPE") }
 request = function()
   counter = counter + 1
   return wrk.format("POST", nil, headers, bodies[(counter % #bodies) + 1])
-end
-if limit > 0 then
-  response = function(status, headers, body)
-    answered = answered + 1
-    if answered >= limit then wrk.thread:stop() end
-  end
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -133,11 +128,9 @@ def warm_up(url: str, endpoint: str, body: Path, content_type: str, count: int) 
     return failed
 
 
-def wrk(
-    url: str, endpoint: str, files: list[Path], content_type: str, *, clients: int, seconds: float, script: Path, limit: int = 0
-) -> dict[str, Any]:
-    """One wrk run; with `limit`, it stops once that many requests were answered."""
-    env = {**os.environ, "BENCH_BODIES": ",".join(map(str, files)), "BENCH_TYPE": content_type, "BENCH_LIMIT": str(limit)}
+def wrk(url: str, endpoint: str, files: list[Path], content_type: str, *, clients: int, seconds: float, script: Path) -> dict[str, Any]:
+    """One wrk run."""
+    env = {**os.environ, "BENCH_BODIES": ",".join(map(str, files)), "BENCH_TYPE": content_type}
     # One wrk thread: its event loop keeps 32 connections busy, and a second thread would
     # take CPU from the server on a 2-core machine.
     command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script), url.rstrip("/") + endpoint]
@@ -191,7 +184,7 @@ def main() -> None:
             memory = results["memory"][_name(batching)]
             endpoint = "/v1/models/mnist:predict"
             files, kind = payloads[endpoint]
-            soak = wrk(server.url, endpoint, files, kind, clients=32, seconds=600, script=script, limit=args.soak)
+            soak = _soak(server.url, endpoint, files, kind, count=args.soak, results=results, batching=batching, script=script)
             memory["requests"] += soak["requests"]
             memory.update(soak=soak, after_all_kib=rss_kib(server.process.pid))
             memory["growth"] = memory["after_all_kib"] / memory["after_100_kib"] - 1
@@ -206,6 +199,22 @@ def main() -> None:
             print(f"{_name(batching):12} server exit {server.stop()}", flush=True)
     report(payloads, results)
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _soak(url: str, endpoint: str, files: list[Path], kind: str, *, count: int, results: dict[str, Any], batching: bool, script: Path) -> dict[str, Any]:
+    """At least `count` requests at 32 clients (wrk runs for a duration, sized from the rate measured before)."""
+    rates = [r["requests_per_second"] for r in results["runs"] if r["endpoint"] == endpoint and r["clients"] == 32 and r["batching"] == batching]
+    rate = statistics.median(rates) if rates else 100.0
+    total: dict[str, Any] = {"requests": 0, "failed": 0, "p99_ms": 0.0, "runs": []}
+    while total["requests"] < count:
+        seconds = max(2, math.ceil((count - total["requests"]) / rate * 1.15))
+        run = wrk(url, endpoint, files, kind, clients=32, seconds=seconds, script=script)
+        total["runs"].append(run)
+        total["requests"] += run["requests"]
+        total["failed"] += run["failed"]
+        total["p99_ms"] = max(total["p99_ms"], run["p99_ms"])
+        rate = max(run["requests_per_second"], 1.0)
+    return total
 
 
 def _name(batching: bool) -> str:

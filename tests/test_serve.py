@@ -136,6 +136,8 @@ def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
         assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
         # Every asset the page loads comes from the server itself: no CDN, no web fonts.
         for url in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+            if url.startswith("data:"):
+                continue  # inline, such as the empty favicon
             assert url.startswith("/"), url
             assert client.get(url).status_code == 200, url
         for asset in ("/static/app.js", "/static/style.css"):
@@ -463,3 +465,19 @@ def test_a_request_larger_than_the_batch_runs_alone_and_a_model_error_reaches_on
     big, after, calls = asyncio.run(main())
     assert big.shape == (9, 10) and calls[0] == 9
     assert after.shape == (1, 10)
+
+
+def test_a_lone_request_does_not_wait_for_company_when_no_other_request_is_coming() -> None:
+    calls: list[int] = []
+    in_flight = [1]
+
+    async def main() -> np.ndarray:
+        # An hour's wait: the request must still be answered at once, as nothing else is in flight.
+        batcher = Batcher(_fake_model(calls), max_batch_size=64, max_wait_s=3600, in_flight=lambda: in_flight[0])
+        await batcher.start()
+        try:
+            return await asyncio.wait_for(batcher.logits(np.zeros((1, 28, 28), np.uint8)), timeout=120)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()).shape == (1, 10) and calls == [1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -98,8 +99,11 @@ def model_info(loaded: Loaded, config: ServeConfig) -> dict[str, Any]:
 class _Observe:
     """ASGI middleware: times each request, counts it in the metrics and reports it for the log."""
 
-    def __init__(self, app: Any, *, metrics: Metrics, endpoints: Callable[[str], str], on_request: OnRequest | None) -> None:
-        self.app, self.metrics, self.endpoints, self.on_request = app, metrics, endpoints, on_request
+    def __init__(self, *, metrics: Metrics, on_request: OnRequest | None) -> None:
+        self.app: Any = None
+        self.endpoints: Callable[[str], str] = lambda path: path
+        self.metrics, self.on_request = metrics, on_request
+        self.active = 0  # requests being handled now; the batcher waits for company only if others are
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -107,6 +111,7 @@ class _Observe:
             return
         began = time.perf_counter()
         status = 500
+        self.active += 1
 
         async def observed_send(message: dict[str, Any]) -> None:
             nonlocal status
@@ -117,6 +122,7 @@ class _Observe:
         try:
             await self.app(scope, receive, observed_send)
         finally:
+            self.active -= 1
             seconds = time.perf_counter() - began
             method = scope.get("method", "?")
             self.metrics.observe_request(method=method, endpoint=self.endpoints(scope.get("path", "")), status=status, seconds=seconds)
@@ -134,6 +140,7 @@ def create_app(
 ) -> Any:
     """An ASGI app serving `loaded` with `config`'s batching and limits; `on_request` hears of every request."""
     metrics = Metrics(max_batch_size=config.max_batch_size)
+    observe = _Observe(metrics=metrics, on_request=on_request)
     predict_step = loaded.predict_step
 
     def run_model(images: np.ndarray) -> np.ndarray:
@@ -149,7 +156,10 @@ def create_app(
         max_batch_size=config.max_batch_size,
         max_wait_s=config.batch_wait_ms / 1000,
         on_batch=metrics.observe_batch,
+        in_flight=lambda: observe.active,
     )
+    # Preprocessing is CPU work: more threads than cores only add contention (and malloc arenas).
+    preprocessing = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
     info = model_info(loaded, config)
     static = resources.files("mnist_cli.serving") / "static"
     page = (static / "index.html").read_bytes()
@@ -273,7 +283,7 @@ def create_app(
         pictures = await pictures_of(request, body)
         if len(pictures) > config.max_instances:
             raise Refused(400, f"too many pictures: {len(pictures)}, at most {config.max_instances} per request")
-        read = await anyio.to_thread.run_sync(lambda: [evaluation.read_picture(picture) for picture in pictures])
+        read = await anyio.to_thread.run_sync(lambda: [evaluation.read_picture(picture) for picture in pictures], limiter=preprocessing)
         good = [index for index, result in enumerate(read) if not isinstance(result, evaluation.Failure)]
         items: list[dict[str, Any]] = [result.to_dict() if isinstance(result, evaluation.Failure) else {} for result in read]
         if good:
@@ -296,7 +306,7 @@ def create_app(
         body = await read_body(request)
         parse = lambda: tfserving.parse_predict(body, max_instances=config.max_instances)  # noqa: E731
         try:
-            parsed = parse() if len(body) <= _INLINE_JSON else await anyio.to_thread.run_sync(parse)
+            parsed = parse() if len(body) <= _INLINE_JSON else await anyio.to_thread.run_sync(parse, limiter=preprocessing)
         except tfserving.BadRequest as exc:
             raise Refused(400, str(exc)) from None
         logits = await batcher.logits(parsed.images)
@@ -345,7 +355,8 @@ def create_app(
             return "/v1/models:predict" if path.endswith(":predict") else "/v1/models"
         return "other"
 
-    return _Observe(app, metrics=metrics, endpoints=endpoint, on_request=on_request)
+    observe.app, observe.endpoints = app, endpoint
+    return observe
 
 
 async def _form_pictures(request: Request, body: bytes, config: ServeConfig) -> list[evaluation.Picture]:

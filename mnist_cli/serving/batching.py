@@ -6,6 +6,10 @@ of the result. One worker task gathers what is waiting: it runs a batch as soon 
 call runs in a worker thread, so the event loop keeps accepting and parsing requests while
 the model computes; requests that arrive meanwhile form the next batch.
 
+The wait is skipped when no other request is on its way (`in_flight`, the requests the
+server is handling, counts no more than those already queued or in the running batch): a
+lone client then pays nothing for batching, and under load the batches fill up.
+
 With batching off each request calls the model itself, in the loop's thread pool.
 """
 
@@ -42,14 +46,17 @@ class Batcher:
         max_batch_size: int = 64,
         max_wait_s: float = 0.002,
         on_batch: OnBatch | None = None,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self._run_model = run_model
+        self._in_flight = in_flight
         self.enabled = enabled
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._queued = 0  # images waiting
+        self._running = 0  # requests in the model call now
         self._arrived: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
@@ -108,6 +115,12 @@ class Batcher:
         self._queued -= size
         return batch
 
+    def _others_coming(self) -> bool:
+        """Whether requests other than those queued or running are being handled (and may join the batch)."""
+        if self._in_flight is None:
+            return True
+        return self._in_flight() > len(self._waiting) + self._running
+
     async def _work(self) -> None:
         assert self._arrived is not None and self._full is not None
         loop = asyncio.get_running_loop()
@@ -119,7 +132,7 @@ class Batcher:
             # Wait for more only until the oldest request has waited max_wait: requests
             # that queued up while the previous batch ran go at once.
             remaining = self._waiting[0].arrived + self.max_wait_s - time.monotonic()
-            if self._queued < self.max_batch_size and remaining > 0:
+            if self._queued < self.max_batch_size and remaining > 0 and self._others_coming():
                 self._full.clear()
                 try:
                     await asyncio.wait_for(self._full.wait(), remaining)
@@ -134,6 +147,7 @@ class Batcher:
                 continue
             images = batch[0].images if len(batch) == 1 else np.concatenate([item.images for item in batch])
             began = time.perf_counter()
+            self._running = len(batch)
             try:
                 logits = await loop.run_in_executor(self._pool, self._run_model, images)
             except Exception as exc:  # noqa: BLE001 - each waiting request gets the error, the worker goes on
@@ -141,6 +155,8 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 continue
+            finally:
+                self._running = 0
             if self._on_batch:
                 self._on_batch(len(images), time.perf_counter() - began)
             start = 0
