@@ -481,3 +481,31 @@ def test_a_lone_request_does_not_wait_for_company_when_no_other_request_is_comin
             await batcher.stop()
 
     assert asyncio.run(main()).shape == (1, 10) and calls == [1]
+
+
+def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import httpx
+
+    from mnist_cli.data import DATASETS
+    from mnist_cli.inference import loading
+    from mnist_cli.serving.app import create_app
+    from mnist_cli.serving.config import ServeConfig
+
+    copy = shutil.copytree(run, tmp_path / "fashion")
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "dataset": "fashion-mnist"}))
+    application = create_app(loading.load(copy), ServeConfig())
+
+    async def ask() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # In-process, without the lifespan: the batcher then calls the model per request.
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://serve") as client:
+            info = (await client.get("/info")).json()
+            items = (await client.post("/predict", content=png(bar_digit(1)), headers={"Content-Type": "image/png"})).json()
+        return info, items
+
+    info, items = asyncio.run(ask())
+    names = list(DATASETS["fashion-mnist"].class_names)
+    assert info["dataset"] == "fashion-mnist" and info["class_names"] == names
+    assert items[0]["name"] == "Trouser" and items[0]["top_k"][0]["name"] == "Trouser"
