@@ -59,6 +59,8 @@ def serve(
     try:
         from mnist_cli.inference import loading
 
+        if not quiet:  # TensorFlow's import and the model's load take a few seconds
+            common.err.print(f"loading {escape(str(target)) if target else 'the most recent run'}…", highlight=False)
         loaded = loading.load(target, runs_root=runs_root)
         from mnist_cli.serving.app import create_app  # imports TensorFlow
 
