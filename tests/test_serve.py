@@ -357,9 +357,10 @@ def test_a_port_in_use_is_one_error_line_with_its_exit_code_before_tensorflow_lo
         (["/nowhere/run", "--port", "0"], MODEL, "does not exist"),
         (["--port", "70000"], USAGE, "--port must be between 0 and 65535"),
         (["--max-batch-size", "0", "--port", "0"], USAGE, "--max-batch-size must be >= 1"),
-        (["--host", "no such host.invalid", "--port", "0"], USAGE, "is not an address"),
+        # TEST-NET-1: a valid address that is no interface of this machine (no DNS involved).
+        (["--host", "192.0.2.1", "--port", "0"], ADDRESS, "192.0.2.1 is not an address of this machine"),
     ],
-    ids=["missing-target", "bad-port", "bad-batch-size", "bad-host"],
+    ids=["missing-target", "bad-port", "bad-batch-size", "foreign-address"],
 )
 def test_bad_targets_and_options_fail_fast_without_tensorflow(args: list[str], code: int, message: str) -> None:
     exit_code, stderr, imported_tf = _serve_in_fresh_python(*args)
