@@ -17,6 +17,7 @@ MODEL = 7  # a checkpoint, model file or run directory is missing or corrupt
 DIVERGED = 8  # training produced a NaN or infinite loss
 BUSY = 9  # another process holds the run directory
 INPUT = 10  # some of the inputs to `predict` could not be read
+ADDRESS = 11  # `serve` cannot listen on the host and port (in use, not local, not allowed)
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
@@ -86,6 +87,12 @@ class InputError(MnistError):
     """One or more inputs to a command could not be used."""
 
     exit_code = INPUT
+
+
+class AddressError(MnistError):
+    """`mnist serve` cannot listen where it was asked to: the port is in use, or the address is not this machine's."""
+
+    exit_code = ADDRESS
 
 
 class Interrupted(MnistError):

@@ -263,7 +263,8 @@ def gather_pictures(arguments: Sequence[str], *, read_stdin: Callable[[], bytes]
     return items
 
 
-def _read(picture: Picture) -> np.ndarray | Failure:
+def read_picture(picture: Picture) -> np.ndarray | Failure:
+    """Preprocess one picture into an MNIST-style uint8 [28, 28] digit, or say why it cannot be read."""
     name = "standard input" if picture.path == STDIN else picture.path
     try:
         return preprocess(picture.source, name=name)
@@ -274,6 +275,13 @@ def _read(picture: Picture) -> np.ndarray | Failure:
         return Failure(picture.path, f"{name} could not be read ({detail})", "convert it to PNG or JPEG")
 
 
+def make_predictions(loaded: Loaded, paths: Sequence[str], images: np.ndarray, logits: np.ndarray) -> list[Prediction]:
+    """One Prediction per image from the model's logits, with the run's probabilities and class names."""
+    class_names = data.dataset_spec(loaded.config.dataset).class_names
+    probs = probabilities(logits, loss=loaded.config.loss)
+    return [Prediction(path, images[row], probs[row], class_names) for row, path in enumerate(paths)]
+
+
 def predict_pictures(
     loaded: Loaded,
     items: Sequence[Picture | Failure],
@@ -282,10 +290,9 @@ def predict_pictures(
     on_event: Callable[[PictureDone], None] | None = None,
 ) -> list[Prediction | Failure]:
     """Preprocess each picture like an MNIST digit and classify them in batches; failures keep their place."""
-    class_names = data.dataset_spec(loaded.config.dataset).class_names
     read: list[np.ndarray | Failure] = []
     for done, item in enumerate(items, start=1):
-        result = item if isinstance(item, Failure) else _read(item)
+        result = item if isinstance(item, Failure) else read_picture(item)
         read.append(result)
         if on_event:
             on_event(PictureDone(done, len(items), item.path, result if isinstance(result, Failure) else None))
@@ -294,7 +301,6 @@ def predict_pictures(
     if good:
         images = np.stack([read[index] for index in good]).astype(np.uint8, copy=False)
         logits = scoring.predict_logits(loaded.predict_step, images, batch_size=batch_size)
-        probs = probabilities(logits, loss=loaded.config.loss)
-        for row, index in enumerate(good):
-            predictions[index] = Prediction(items[index].path, images[row], probs[row], class_names)
+        made = make_predictions(loaded, [items[index].path for index in good], images, logits)
+        predictions = dict(zip(good, made))
     return [predictions.get(index, result) for index, result in enumerate(read)]  # type: ignore[misc]

@@ -1,0 +1,118 @@
+"""`mnist serve`: keep a model loaded behind a page to draw digits on and an HTTP API (ours and TF Serving's)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from mnist_cli.cli import app, common
+from mnist_cli.cli.evaluate import RunsRootOption, TargetArgument
+from mnist_cli.serving.config import MIB, ServeConfig
+
+_DEFAULT = ServeConfig()
+_PATH_SHOWN = 200  # characters of a request path in the log line
+
+
+@app.command()
+@common.handles_errors
+def serve(
+    target: TargetArgument = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 lets other machines in.")] = _DEFAULT.host,
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = _DEFAULT.port,
+    batching: Annotated[
+        bool, typer.Option("--batching/--no-batching", help="Let concurrent requests share one model call (dynamic batching).")
+    ] = _DEFAULT.batching,
+    max_batch_size: Annotated[int, typer.Option(help="Most images in one batched model call.")] = _DEFAULT.max_batch_size,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="How long the oldest waiting request waits for others to share its model call.")
+    ] = _DEFAULT.batch_wait_ms,
+    max_instances: Annotated[int, typer.Option(help="Most pictures or TF Serving instances in one request.")] = _DEFAULT.max_instances,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, in MiB; larger ones are refused unread.")] = (
+        _DEFAULT.max_body_bytes / MIB
+    ),
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send its whole body; slower ones are cut off (408).")
+    ] = _DEFAULT.body_timeout_s,
+    model_name: Annotated[str, typer.Option(help="The model's name in TF Serving's URLs, /v1/models/NAME:predict.")] = _DEFAULT.model_name,
+    runs_root: RunsRootOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per request; only the address, warnings and errors.")] = False,
+) -> None:
+    """Serve a trained model: a page to draw digits on, POST /predict, and TensorFlow Serving's REST API."""
+    config = ServeConfig(
+        host=host,
+        port=port,
+        batching=batching,
+        max_batch_size=max_batch_size,
+        batch_wait_ms=batch_wait_ms,
+        max_instances=max_instances,
+        max_body_bytes=int(max_body_mb * MIB),
+        body_timeout_s=body_timeout,
+        model_name=model_name,
+    )
+    from mnist_cli.serving import server
+
+    # The address first: a port in use is reported in milliseconds, before the model loads.
+    sock = server.bind(config.host, config.port)
+    try:
+        from mnist_cli.inference import loading
+
+        if not quiet:  # TensorFlow's import and the model's load take a few seconds
+            common.err.print(f"loading {escape(str(target)) if target else 'the most recent run'}…", highlight=False)
+        loaded = loading.load(target, runs_root=runs_root)
+        from mnist_cli.serving.app import create_app  # imports TensorFlow
+
+        url = server.url(sock, config.host)
+        on_request = None if quiet else _log_request
+        application = create_app(loaded, config, on_request=on_request, on_ready=lambda: _announce(loaded, config, url))
+        stopped_by = server.run(application, sock, config, on_stopping=_stopping)
+    finally:
+        sock.close()
+    common.err.print(f"stopped{f' ({stopped_by})' if stopped_by else ''}", highlight=False)
+
+
+def _announce(loaded: Any, config: ServeConfig, url: str) -> None:
+    from mnist_cli.serving.app import model_info
+
+    info = model_info(loaded, config)
+    what = f"{info['architecture'] or 'model'} on {info['dataset'] or 'an unknown data set'}"
+    if info["test_accuracy"] is not None:
+        what += f", test accuracy {info['test_accuracy']:.2%}"
+    common.err.print(f"model {escape(loaded.source.describe())}: {escape(what)}", highlight=False, soft_wrap=True)
+    batching = (
+        f"batching up to {config.max_batch_size} images, waiting at most {config.batch_wait_ms:g} ms"
+        if config.batching
+        else "batching off: one model call per request"
+    )
+    common.err.print(batching, highlight=False)
+    if config.reachable_by_others:
+        common.err.print(
+            f"[bold yellow]warning:[/] listening on every interface ({escape(config.host or '*')}): anyone who can reach this machine can use the server",
+            highlight=False,
+            soft_wrap=True,
+        )
+    # The address goes to standard output, alone on its line, for people and for scripts.
+    common.out.print(f"serving at {url} (API docs at {url}docs; Ctrl-C stops)", highlight=False, soft_wrap=True)
+    sys.stdout.flush()
+
+
+def printable(text: str, *, limit: int = _PATH_SHOWN) -> str:
+    """`text` with control and other unprintable characters as \\xNN escapes, cut to `limit` characters."""
+    shown = "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in text[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _log_request(entry: Any) -> None:
+    line = f"{entry.method} {printable(entry.path)} {entry.status} {entry.milliseconds:.1f} ms"
+    if common.plain_progress(common.err):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    else:
+        colour = "green" if entry.status < 400 else "yellow" if entry.status < 500 else "red"
+        common.err.print(line, style=colour, markup=False, highlight=False, soft_wrap=True)
+
+
+def _stopping(signal_name: str) -> None:
+    common.err.print(f"stopping ({signal_name}): finishing the requests in flight", highlight=False)

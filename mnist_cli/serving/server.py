@@ -1,0 +1,89 @@
+"""Listening: binding the address before the model loads, and running uvicorn until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from mnist_cli.core.errors import AddressError, UsageError
+from mnist_cli.serving.config import ServeConfig
+
+_BACKLOG = 2048
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), or AddressError saying why not."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise UsageError(f"--host {host!r} is not an address or a known host name", "use 127.0.0.1, or 0.0.0.0 for every interface") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # Lets a restarted server take its port back from connections in TIME_WAIT; a port
+        # another server listens on is still refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        # Listening at once: clients that connect while the model loads wait in the backlog.
+        sock.listen(_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        where = f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressError(
+                f"port {port} on {host} is already in use", "stop the other server, or choose another --port (0 picks a free one)"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise AddressError(f"{host} is not an address of this machine", "use 127.0.0.1, or 0.0.0.0 for every interface") from None
+        if exc.errno == errno.EACCES:
+            raise AddressError(f"listening on {where} needs privileges this user lacks", "use a port above 1023") from None
+        raise AddressError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    return sock
+
+
+def url(sock: socket.socket, host: str) -> str:
+    """The address to open in a browser for a bound socket."""
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def run(app: Any, sock: socket.socket, config: ServeConfig, *, on_stopping: Callable[[str], None] | None = None) -> str | None:
+    """Serve `app` on `sock` until Ctrl-C or SIGTERM; in-flight requests finish. Returns the signal's name, if any."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        stopped_by: str | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn re-raises the signal once it has shut down, which would end the process
+            # with 130 or -15; `mnist serve` stops on purpose here, so it exits 0.
+            if self.stopped_by is None:
+                self.stopped_by = signal.Signals(sig).name
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for requests in flight
+            else:
+                self.should_exit = True
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            if on_stopping is not None:
+                on_stopping(self.stopped_by or "shutdown")
+            await super().shutdown(sockets=sockets)
+
+    server = Server(
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,  # the app logs each request itself, with its duration
+            server_header=False,
+            limit_concurrency=config.max_connections,
+            timeout_graceful_shutdown=config.shutdown_timeout_s,
+            timeout_keep_alive=5,
+        )
+    )
+    server.run(sockets=[sock])
+    return server.stopped_by
