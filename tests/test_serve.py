@@ -88,7 +88,7 @@ def test_predict_answers_what_mnist_predict_json_prints(server: ServerProcess, r
         path = tmp_path / f"digit-{label}.png"
         path.write_bytes(png(bar_digit(label)))
         files.append(path)
-    cli = CliRunner().invoke(app, ["predict", *map(str, files), "-c", str(run), "--json"])
+    cli = CliRunner().invoke(app, ["predict", *map(str, files), "--checkpoint", str(run), "--json"])
     assert cli.exit_code == 0, cli.stderr
     expected = json.loads(cli.stdout)
     with server.client() as client:

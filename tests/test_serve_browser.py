@@ -183,7 +183,7 @@ def test_an_uploaded_photo_gives_what_mnist_predict_gives(page: Any, run: Path, 
     images, _ = load_split(real_mnist_dir, "test")
     photo = tmp_path / "photo-of-a-digit.png"
     pictures.photographed(images[1], seed=1).save(photo)
-    expected = json.loads(CliRunner().invoke(app, ["predict", str(photo), "-c", str(run), "--json"]).stdout)[0]
+    expected = json.loads(CliRunner().invoke(app, ["predict", str(photo), "--checkpoint", str(run), "--json"]).stdout)[0]
     page.find_element("id", "file").send_keys(str(photo))
     _settle(page)
     assert _shown(page) == (expected["name"], f"{expected['probability'] * 100:.1f}%")
