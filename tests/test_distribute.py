@@ -38,6 +38,7 @@ def _weights(run_dir: Path) -> list[np.ndarray]:
 COMMON = ("--epochs", "2", "--batch-size", "32", "--log-every", "5", "--json", "--quiet")
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_devices_matches_one_device(tmp_path: Path, tiny_data_dir: Path) -> None:
     one = _cli("--data-dir", str(tiny_data_dir), "--run-dir", str(tmp_path / "one"), "--strategy", "one", *COMMON)
     two = _cli(
@@ -64,6 +65,7 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_and_only_the_chief_writes(tmp_path: Path, tiny_data_dir: Path) -> None:
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     run = tmp_path / "run"

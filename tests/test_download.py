@@ -150,6 +150,9 @@ def _handler(server: MirrorServer) -> type[http.server.BaseHTTPRequestHandler]:
             range_header = self.headers.get("Range")
             server.requests.append(Request(mirror, name, range_header))
             mode = server.mode(mirror, name)
+            if mode == "held":  # no answer until the test lets it go
+                server.release.wait(120)
+                mode = "ok"
             content = server.files.get(name)
             if mode == "404" or content is None:
                 self._body(b"not found", 404, "text/plain")

@@ -339,3 +339,28 @@ def test_eval_step_traces_once_across_batch_sizes(run: Path, data_dir: Path) -> 
     for batch_size in (1000, 333, 7):  # 1000 + 234, 333 x 3 + 235, many 7s and a 2
         evaluation.evaluate(loaded, images, labels, dataset="mnist", split="test", batch_size=batch_size)
     assert loaded.eval_step.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["evaluate", "no/such/run"],
+        ["evaluate", "--runs-root", "no/such/root"],
+        ["predict", "--checkpoint", "no/such/run", "digit.png"],
+        ["export", "no/such/run"],
+    ],
+)
+def test_a_wrong_target_fails_before_tensorflow_is_imported(tmp_path: Path, args: list[str]) -> None:
+    # A mistyped path is answered in a blink: no 2-3 s TensorFlow import before the error.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mnist_cli.cli import app\n"
+        f"try:\n    app({args!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(code, 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == [str(MODEL), "False"], done.stdout + done.stderr
+    assert "error:" in done.stderr

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mnist_cli
 from mnist_cli import data
 
 from mnist_cli.inference import loading, preprocessing
@@ -27,7 +28,7 @@ from mnist_cli.cli import app
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import MODEL, USAGE, ModelError, UsageError
 
-PACKAGE = Path(data.__file__).parent.parent  # mnist_cli/, not mnist_cli/data/
+PACKAGE = Path(mnist_cli.__file__).parent
 
 # Shared helpers ------------------------------------------------------------------
 

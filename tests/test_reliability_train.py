@@ -154,6 +154,7 @@ CHOSEN_KILLS = {
 }
 
 
+@pytest.mark.slow  # about two minutes: twenty trainings killed and resumed
 def test_kill_9_at_random_moments_then_resume_continues_from_the_last_complete_checkpoint(
     tmp_path: Path, data_dir: Path
 ) -> None:
@@ -215,6 +216,7 @@ def test_kill_9_at_random_moments_then_resume_continues_from_the_last_complete_c
     print(f"train kill -9: {kills} kills ({len(CHOSEN_KILLS)} at chosen points), {checked} resumes checked, {mid_save} left a checkpoint half-written")
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_epoch_history_and_checkpoint_loses_no_epoch(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
     command = _command(data_dir, run, epochs=2)[len(mnist_command()) :]
@@ -236,6 +238,7 @@ def test_a_kill_between_the_epoch_history_and_checkpoint_loses_no_epoch(tmp_path
 # A full disk -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_disk_while_checkpointing_exits_6_and_keeps_the_previous_checkpoint(tmp_path: Path, data_dir: Path) -> None:
     with tmpfs(tmp_path / "disk", "2m") as disk:
         run = disk / "run"
@@ -287,6 +290,7 @@ def test_full_disk_injected_into_a_checkpoint_save_is_exit_6_and_the_previous_on
 # Racing commands ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_train_on_a_busy_run_refuses_with_exit_9_and_evaluate_meanwhile_works(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
     first = subprocess.Popen(_command(data_dir, run), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=clean_env(), text=True)

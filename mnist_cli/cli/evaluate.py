@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.color import Color
@@ -19,6 +19,9 @@ from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core.config import EVAL_BATCH
 from mnist_cli.data.registry import EVAL_SPLITS
+
+if TYPE_CHECKING:
+    from mnist_cli.inference import evaluation
 
 Split = enum.Enum("Split", {name: name for name in EVAL_SPLITS}, type=str)
 TOP_CONFUSIONS = 5
@@ -94,7 +97,7 @@ def _say(text: str) -> None:
     common.err.print(common.safe(text), highlight=False, soft_wrap=True)
 
 
-def _progress(event: Any) -> None:
+def _progress(event: evaluation.Scoring) -> None:
     _say(f"scoring the {event.count:,} {event.split} images of {event.dataset}")
 
 

@@ -28,9 +28,10 @@ def export(
     json_output: common.JsonOption = False,
 ) -> None:
     """Export a trained model; the SavedModel's serving signature takes uint8 [N, 28, 28] images and scales them itself."""
-    from mnist_cli.inference import export as exporting, loading  # imports TensorFlow
+    from mnist_cli.inference import loading
 
-    loaded = loading.load(target, runs_root=runs_root)
+    loaded = loading.load(target, runs_root=runs_root)  # a wrong target fails before TensorFlow is imported
+    from mnist_cli.inference import export as exporting
     source = loaded.source
     destination = output or exporting.default_output(
         Path(source.run_dir) if source.run_dir else None, Path(source.path), export_format.value

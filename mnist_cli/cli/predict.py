@@ -54,7 +54,7 @@ def predict(
     items = evaluation.gather_pictures(images, read_stdin=_read_stdin)
     loaded = loading.load(checkpoint, runs_root=runs_root)
 
-    def on_event(event: Any) -> None:
+    def on_event(event: evaluation.PictureDone) -> None:
         if event.failure is not None:
             # One line per failed picture, so a long list of failures stays readable.
             hint = f" [dim]({common.safe(event.failure.hint)})[/]" if event.failure.hint else ""

@@ -21,7 +21,6 @@ from mnist_cli.training import scoring
 PREDICT_BATCH = 256
 STDIN = "-"
 
-OnEvent = Callable[[Any], None]
 
 
 def probabilities(logits: np.ndarray, *, loss: str) -> np.ndarray:
@@ -126,7 +125,7 @@ def evaluate(
     dataset: str,
     split: str,
     batch_size: int = EVAL_BATCH,
-    on_event: OnEvent | None = None,
+    on_event: Callable[[Scoring], None] | None = None,
 ) -> Evaluation:
     """Score every example (no dropped remainder) with the run's loss; accuracy, per-class scores, confusions."""
     if batch_size < 1:
@@ -280,7 +279,7 @@ def predict_pictures(
     items: Sequence[Picture | Failure],
     *,
     batch_size: int = PREDICT_BATCH,
-    on_event: OnEvent | None = None,
+    on_event: Callable[[PictureDone], None] | None = None,
 ) -> list[Prediction | Failure]:
     """Preprocess each picture like an MNIST digit and classify them in batches; failures keep their place."""
     class_names = data.dataset_spec(loaded.config.dataset).class_names
