@@ -253,7 +253,9 @@ def test_full_disk_while_checkpointing_exits_6_and_keeps_the_previous_checkpoint
         assert "no space left on the device" in line and "checkpoint" in line
         assert "--resume" in stderr
         latest = checkpoints.latest_in(run / "checkpoints")
-        assert _step(latest) >= 20
+        # The disk may fill after ckpt-20's files but before the state file records it: then
+        # ckpt-20 is the unrecorded save that is removed, and ckpt-19 the previous one.
+        assert _step(latest) >= 19
         assert not list((run / "checkpoints").glob("*_temp*"))  # the half-written save gave its space back
         _check_usable(run, data_dir)
         filler.unlink()
