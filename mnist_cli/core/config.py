@@ -21,6 +21,8 @@ LOSSES = ("mse", "xent")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed-bf16", "mixed-fp16")
+# How `mnist predict` runs a network: the cached LiteRT model when it can serve, else TensorFlow.
+ENGINES = ("auto", "litert", "tensorflow")
 
 CONFIG_FILE = "config.json"
 DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adam": 0.001, "adamw": 0.001}

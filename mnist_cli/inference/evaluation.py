@@ -6,15 +6,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mnist_cli import data
-
-from mnist_cli.training import scoring
-
 from mnist_cli.core import reporting
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import InputError, UsageError
 from mnist_cli.inference.loading import Loaded, Source
 from mnist_cli.inference.preprocessing import iter_image_paths, preprocess
@@ -29,6 +27,14 @@ STDIN = "-"
 OnEvent = Callable[[Any], None]
 
 
+class Predictor(Protocol):
+    """What predicting needs of a model: its training config, and logits for uint8 images [N, 28, 28]."""
+
+    config: TrainConfig
+
+    def logits(self, images: np.ndarray, *, batch_size: int) -> np.ndarray: ...  # noqa: D102
+
+
 def probabilities(logits: np.ndarray, *, loss: str) -> np.ndarray:
     """Class probabilities from a model's outputs: softmax after cross-entropy training.
 
@@ -39,11 +45,18 @@ def probabilities(logits: np.ndarray, *, loss: str) -> np.ndarray:
     """
     logits = np.asarray(logits, dtype=np.float64)
     if loss != "mse":
-        return scoring.softmax(logits)
+        return softmax(logits)
     clipped = np.clip(logits, 0.0, None)
     totals = clipped.sum(axis=-1, keepdims=True)
     # All outputs <= 0 (a picture unlike any digit) says nothing; softmax keeps the ranking.
-    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), scoring.softmax(logits))
+    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), softmax(logits))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, only where probabilities are shown."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 # --- evaluate ---------------------------------------------------------------------------------
@@ -138,6 +151,8 @@ def evaluate(
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if on_event:
         on_event(Scoring(dataset=dataset, split=split, count=len(labels), source=loaded.source))
+    from mnist_cli.training import scoring  # imports TensorFlow
+
     began = time.perf_counter()
     scores = scoring.score(loaded.eval_step, images, labels, batch_size=batch_size)
     metrics = reporting.compute_metrics(
@@ -281,14 +296,18 @@ def _read(picture: Picture) -> np.ndarray | Failure:
 
 
 def predict_pictures(
-    loaded: Loaded,
+    model: Predictor,
     items: Sequence[Picture | Failure],
     *,
     batch_size: int = PREDICT_BATCH,
     on_event: OnEvent | None = None,
 ) -> list[Prediction | Failure]:
-    """Preprocess each picture like an MNIST digit and classify them in batches; failures keep their place."""
-    class_names = data.dataset_spec(loaded.config.dataset).class_names
+    """Preprocess each picture like an MNIST digit and classify them in batches; failures keep their place.
+
+    `model` is a `loading.Loaded` (TensorFlow) or a `litert.FastModel`: the same pictures,
+    the same probabilities.
+    """
+    class_names = data.dataset_spec(model.config.dataset).class_names
     read: list[np.ndarray | Failure] = []
     for done, item in enumerate(items, start=1):
         result = item if isinstance(item, Failure) else _read(item)
@@ -299,8 +318,8 @@ def predict_pictures(
     predictions: dict[int, Prediction] = {}
     if good:
         images = np.stack([read[index] for index in good]).astype(np.uint8, copy=False)
-        logits = scoring.predict_logits(loaded.predict_step, images, batch_size=batch_size)
-        probs = probabilities(logits, loss=loaded.config.loss)
+        logits = model.logits(images, batch_size=batch_size)
+        probs = probabilities(logits, loss=model.config.loss)
         for row, index in enumerate(good):
             predictions[index] = Prediction(items[index].path, images[row], probs[row], class_names)
     return [predictions.get(index, result) for index, result in enumerate(read)]  # type: ignore[misc]

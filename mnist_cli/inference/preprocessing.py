@@ -364,28 +364,42 @@ def _max_filter(values: np.ndarray, *, cross: bool) -> np.ndarray:
     return out
 
 
-def _components(mask: np.ndarray) -> np.ndarray:
-    """8-connected component labels (0 = background) by min-label propagation with pointer jumping."""
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected component labels (0 = background) and their count, by union-find over the runs of each row."""
     height, width = mask.shape
-    big = height * width + 1
-    labels = np.where(mask, np.arange(1, big, dtype=np.int64).reshape(height, width), 0)
-    while True:
-        current = np.where(mask, labels, big)
-        padded = np.pad(current, 1, constant_values=big)
-        low = current.copy()
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                np.minimum(low, padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width], out=low)
-        low = np.where(mask, low, 0)
-        flat = low.ravel()
-        for _ in range(4):
-            # A label is the index (+1) of a pixel in the same component: follow it.
-            inside = flat > 0
-            flat[inside] = np.minimum(flat[inside], flat[flat[inside] - 1])
-        low = flat.reshape(height, width)
-        if np.array_equal(low, labels):
-            return labels
-        labels = low
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # exclusive; same row-major order as the starts
+    parent = list(range(len(starts)))
+
+    def find(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
+
+    first = np.searchsorted(rows, np.arange(height + 1)).tolist()
+    starts_list, ends_list = starts.tolist(), ends.tolist()
+    for row in range(1, height):
+        above, here = first[row - 1], first[row]
+        stop_above, stop_here = here, first[row + 1]
+        while above < stop_above and here < stop_here:
+            # Runs touch, diagonals included, when each starts no later than the other ends.
+            if starts_list[here] <= ends_list[above] and starts_list[above] <= ends_list[here]:
+                a, b = find(above), find(here)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            if ends_list[above] < ends_list[here]:
+                above += 1
+            else:
+                here += 1
+    roots = [find(run) for run in range(len(parent))]
+    numbers: dict[int, int] = {}
+    run_labels = np.array([numbers.setdefault(root, len(numbers) + 1) for root in roots], dtype=np.int32)
+    labels = np.zeros((height, width), dtype=np.int32)
+    for row, start, end, label in zip(rows.tolist(), starts_list, ends_list, run_labels.tolist()):
+        labels[row, start:end] = label
+    return labels, len(numbers)
 
 
 def _digit_crop(ink: np.ndarray) -> np.ndarray:
@@ -397,9 +411,9 @@ def _digit_crop(ink: np.ndarray) -> np.ndarray:
     blocks = padded.reshape(rows, factor, cols, factor)
     coarse = blocks.max(axis=(1, 3)) >= 0.3
     mass = blocks.sum(axis=(1, 3))
-    labels = _components(coarse)
-    found = np.unique(labels[labels > 0])
-    masses = np.array([mass[labels == label].sum() for label in found])
+    labels, count = _components(coarse)
+    found = np.arange(1, count + 1)
+    masses = np.bincount(labels.ravel(), weights=mass.ravel(), minlength=count + 1)[1:]
     order = np.argsort(-masses)
     total = masses.sum()
     keep = [found[order[0]]]
