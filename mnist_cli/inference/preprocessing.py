@@ -59,6 +59,14 @@ _STROKE = 2.5  # MNIST's median stroke width in the 20x20 box (measured as 2 * a
 _FLOOR = 0.06  # share of the ink's contrast taken off as background, at least (noise sets more)
 _BBOX_LEVEL = 0.25  # ink strength that counts for the bounding box, so faint halos do not widen it
 _RESAMPLE = Image.Resampling.LANCZOS
+_LIGHT_CELLS = 32  # cells across the longest side for the lighting estimate
+_LIGHT_WINDOW = 7  # cells across the window whose median is the paper (about a fifth of the picture)
+_MAX_GAIN = 4.0  # contrast is restored up to a paper 4x darker than the best-lit part (beyond that: noise)
+_LINE_INK = 0.1  # ink strength that counts towards a printed line (they are often faint)
+_LINE_SPAN = 0.6  # share of the picture a printed line crosses, at least
+_LINE_EDGE = 0.15  # ... reaching into both outer 15% strips
+_LINE_WIDTH = 0.02  # thickest line removed, as a share of the picture (at least 3 pixels)
+_LINE_TILTS = np.tan(np.radians(np.arange(-2.0, 2.01, 0.25)))
 _THIN = 1.2  # below MNIST's 1st percentile (1.4 measured the same way): thicken before scaling down
 
 
@@ -112,6 +120,7 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         return as_is
     pixels = _pixels(image)
     ink = _ink(pixels)
+    ink = _remove_lines(ink)
     ink = _digit_crop(ink)
     ink = _thicken(ink)
     return _centre(_fit_box(ink))
@@ -278,7 +287,10 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
         ]
     )
     paper = np.median(border, axis=0).astype(np.float32)
-    first = _distance(pixels, paper)
+    # The paper's lighting (a lamp to one side, dark corners, a shadow) is estimated first and
+    # divided out, so ink in the dark half of a page counts as much as ink in the light half.
+    lit = _background(pixels)
+    first = _distance(pixels, lit) * _gain(lit)
     rough = first > max(_MIN_CONTRAST, 6.0 * float(np.median(first)))
     if rough.sum() < 4:
         raise _no_digit()
@@ -293,7 +305,7 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
     dark_ink = dark_mass * math.exp((paper_lum - 128.0) / 32.0) >= light_mass
 
     surface = _paper_surface(pixels, ~_dilate(rough, 2), paper)
-    dist = _distance(pixels, surface)
+    dist = _distance(pixels, surface) * _gain(surface)
     lighter = lum - _luminance(surface)
     # Specks on the wrong side of the paper (glare on dark ink paper, dust on a black screen) are not ink.
     toward_ink = -lighter if dark_ink else lighter
@@ -306,6 +318,42 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
     full = float(np.percentile(dist[strong], 90))
     floor = min(max(4.0 * noise, _FLOOR * full), 0.5 * full)
     return np.clip((dist - floor) / (full - floor), 0.0, 1.0).astype(np.float32)
+
+
+def _background(pixels: np.ndarray) -> np.ndarray:
+    """A first, ink-blind estimate of the paper at every pixel: medians of small cells, then of 7x7 cells around each.
+
+    Pen strokes fill a minority of any window a fifth of the picture across, so the median
+    there is paper, however unevenly lit; `_paper_surface` then refines it without the ink.
+    """
+    height, width, channels = pixels.shape
+    cell = max(2, math.ceil(max(height, width) / _LIGHT_CELLS))
+    rows, cols = math.ceil(height / cell), math.ceil(width / cell)
+    padded = np.pad(pixels, ((0, rows * cell - height), (0, cols * cell - width), (0, 0)), mode="edge")
+    cells = np.median(padded.reshape(rows, cell, cols, cell, channels).transpose(0, 2, 4, 1, 3).reshape(rows, cols, channels, -1), axis=-1)
+    reach = _LIGHT_WINDOW // 2
+    around = np.pad(cells, ((reach, reach), (reach, reach), (0, 0)), mode="edge")
+    windows = [around[dy : dy + rows, dx : dx + cols] for dy in range(_LIGHT_WINDOW) for dx in range(_LIGHT_WINDOW)]
+    grid = np.median(np.stack(windows), axis=0).astype(np.float32)
+    return _upsample(grid, cell, height, width)
+
+
+def _gain(surface: np.ndarray) -> np.ndarray:
+    """How much darker than the best-lit paper each pixel's paper is (1..4): contrast scales with the light."""
+    level = _luminance(surface)
+    reference = float(np.percentile(level, 95))
+    return np.clip(reference / np.maximum(level, 1.0), 1.0, _MAX_GAIN).astype(np.float32)
+
+
+def _upsample(grid: np.ndarray, cell: int, height: int, width: int) -> np.ndarray:
+    """A coarse [rows, cols, C] grid of cell values, bilinearly interpolated to [height, width, C]."""
+    rows, cols, channels = grid.shape
+    surface = np.empty((height, width, channels), dtype=np.float32)
+    for channel in range(channels):
+        coarse = Image.fromarray(np.ascontiguousarray(grid[..., channel], dtype=np.float32))
+        fine = coarse.resize((cols * cell, rows * cell), Image.Resampling.BILINEAR)
+        surface[..., channel] = np.asarray(fine)[:height, :width]
+    return surface
 
 
 def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -332,12 +380,7 @@ def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndar
         fill = ~known & (seen > 0)
         grid[fill] = total[fill] / seen[fill][:, None]
         known = known | fill
-    surface = np.empty_like(pixels)
-    for channel in range(channels):
-        coarse = Image.fromarray(np.ascontiguousarray(grid[..., channel], dtype=np.float32))
-        fine = coarse.resize((cols * cell, rows * cell), Image.Resampling.BILINEAR)
-        surface[..., channel] = np.asarray(fine)[:height, :width]
-    return surface
+    return _upsample(grid, cell, height, width)
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -400,6 +443,59 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     for row, start, end, label in zip(rows.tolist(), starts_list, ends_list, run_labels.tolist()):
         labels[row, start:end] = label
     return labels, len(numbers)
+
+
+def _remove_lines(ink: np.ndarray) -> np.ndarray:
+    """Erase thin straight lines that cross the whole picture (ruled or squared paper, a margin), keeping strokes across them."""
+    ink = _remove_rows(ink)
+    return np.ascontiguousarray(_remove_rows(np.ascontiguousarray(ink.T)).T)
+
+
+def _remove_rows(ink: np.ndarray) -> np.ndarray:
+    """`_remove_lines` for lines running across (tilted by up to 2 degrees: a photo is never square to the sheet)."""
+    height, width = ink.shape
+    ys, xs = np.nonzero(ink >= _LINE_INK)
+    if width < 32 or len(ys) < width * _LINE_SPAN:
+        return ink
+    columns = np.arange(width)
+    edge = max(1, round(_LINE_EDGE * width))
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for tilt in _LINE_TILTS:
+        shift = np.round(tilt * columns).astype(np.int64)
+        shift -= shift.min()  # a line at sheared row r covers pixel (r - shift[x] + shift.max()... ) below
+        rows = ys + shift[xs]
+        size = height + int(shift.max()) + 1
+        cover = np.bincount(rows, minlength=size).astype(np.float64)
+        # At the lines' own tilt their pixels pile up in the fewest rows: the sharpest profile.
+        sharpness = float((cover * cover).sum())
+        if best is None or sharpness > best[0]:
+            best = (sharpness, shift, rows)
+    assert best is not None
+    _, shift, rows = best
+    size = height + int(shift.max()) + 1
+    cover = np.bincount(rows, minlength=size)
+    # Both ends of the sheet must be crossed: a long stroke of a big digit rarely reaches both.
+    left = np.bincount(rows[xs < edge], minlength=size)
+    right = np.bincount(rows[xs >= width - edge], minlength=size)
+    line = (cover >= _LINE_SPAN * width) & (left >= 0.5 * edge) & (right >= 0.5 * edge)
+    if not line.any():
+        return ink
+    ink = ink.copy()
+    thickest = max(3, round(_LINE_WIDTH * height))
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(np.int8), [0]])))
+    for start, stop in zip(changes[::2], changes[1::2]):
+        if stop - start > thickest:
+            continue  # a broad band (a shadow's edge, a dark table) is not a printed line
+        # In sheared rows: the band plus two pixels either side (anti-aliasing, the tilt's
+        # rounding), and the rows beyond, whose ink says whether a stroke crosses the line there.
+        above = np.clip(start - 4 - shift, 0, height - 1)
+        below = np.clip(stop + 3 - shift, 0, height - 1)
+        keep = np.maximum(ink[above, columns], ink[below, columns])
+        for band_row in range(start - 2, stop + 2):
+            y = band_row - shift
+            inside = (y >= 0) & (y < height)
+            ink[y[inside], columns[inside]] = np.minimum(ink[y[inside], columns[inside]], keep[inside])
+    return ink
 
 
 def _digit_crop(ink: np.ndarray) -> np.ndarray:
