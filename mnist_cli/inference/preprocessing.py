@@ -337,30 +337,30 @@ def _background(pixels: np.ndarray) -> np.ndarray:
     windowed = np.median(np.stack(windows), axis=0)
     # The window lags where the light changes fast (a vignette's corners); a smooth surface
     # fitted to the whole page follows it there but not a shadow's sharp edge. Each cell
-    # takes whichever is nearer its own median: both are paper, the nearer is the better fit.
-    fitted = _smooth_fit(cells)
-    nearer = _distance(cells, fitted) < _distance(cells, windowed)
+    # takes whichever is nearer its own median, the surface only where the cell fits it (is
+    # paper: cells of ink are outliers of the fit, and keep the window's paper).
+    fitted, paper = _smooth_fit(cells)
+    nearer = paper & (_distance(cells, fitted) < _distance(cells, windowed))
     grid = np.where(nearer[..., None], fitted, windowed).astype(np.float32)
     return _upsample(grid, cell, height, width)
 
 
-def _smooth_fit(cells: np.ndarray) -> np.ndarray:
-    """A cubic surface in x and y fitted to the cells' colours, cells with ink rejected as outliers."""
+def _smooth_fit(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A cubic surface in x and y fitted to the cells' colours, and which cells fit it (ink is rejected as outliers)."""
     rows, cols, channels = cells.shape
     y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : cols * 1j]
     x, y = x.ravel(), y.ravel()
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], axis=1)
     values = cells.reshape(-1, channels).astype(np.float64)
+    if len(values) < 4 * terms.shape[1]:  # a tiny picture: too few cells to fit; the window serves alone
+        return cells, np.zeros((rows, cols), dtype=bool)
     keep = np.ones(len(values), dtype=bool)
-    fit = values
     for _ in range(3):
-        if keep.sum() < 2 * terms.shape[1]:
-            break
         coefficients, *_ = np.linalg.lstsq(terms[keep], values[keep], rcond=None)
         fit = terms @ coefficients
         residual = np.sqrt(np.mean((values - fit) ** 2, axis=1))
         keep = residual <= 3.0 * (1.4826 * float(np.median(residual[keep])) + 1.0)
-    return fit.reshape(rows, cols, channels)
+    return fit.reshape(rows, cols, channels), keep.reshape(rows, cols)
 
 
 def _gain(surface: np.ndarray) -> np.ndarray:
