@@ -8,20 +8,25 @@ photo, scan, drawing-app export or typed digit:
 1. composite transparency onto white (onto black when the strokes themselves are light);
 2. measure ink as the colour distance from the paper, so blue, red or even yellow ink
    counts as much as black, and light-on-dark pictures need no special case;
-3. estimate the paper as a smooth surface (grey paper, shadows, gradients) and remove it,
+3. estimate the paper's lighting before looking for ink (medians of small cells, the median
+   of the cells around each, or a cubic surface fitted to the page where that fits better)
+   and divide it out, so a page lit from one side, dark corners or a shadow do not hide
+   the digit; then refine the paper as a smooth surface without the ink and remove it,
    with the noise floor measured on the paper;
-4. keep the digit (connected ink, ignoring specks), crop to its bounding box;
-5. thicken very thin strokes (a 1-pixel brush on a big canvas) to MNIST's stroke width;
-6. scale into a 20x20 box (Lanczos) and centre by centre of mass in 28x28.
+4. erase thin straight lines that cross the whole picture (ruled or squared paper, a
+   margin, tilted by up to 2 degrees), keeping the ink of strokes that cross them;
+5. keep the digit (connected ink, ignoring specks), crop to its bounding box;
+6. thicken very thin strokes (a 1-pixel brush on a big canvas) to MNIST's stroke width;
+7. scale into a 20x20 box (Lanczos) and centre by centre of mass in 28x28.
 
 Only the first frame of an animated GIF, PNG or WebP is used. An image that already is
 an MNIST digit (28x28, grey, light ink on a dark background) is returned unchanged.
 `iter_image_paths` expands a directory into its image files (by suffix, sorted by name,
 hidden files skipped, not recursive); paths named explicitly are kept as given.
 
-Known limits: ruled or squared paper, a page edge or a pen in the frame count as ink;
-several digits in one picture come out as one; a glare spot larger than the digit on
-mid-grey paper can flip the polarity.
+Known limits: a page edge or a pen in the frame count as ink, and so do printed lines
+that do not cross the whole picture; several digits in one picture come out as one; a
+glare spot larger than the digit on mid-grey paper can flip the polarity.
 """
 
 from __future__ import annotations
