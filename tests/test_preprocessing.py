@@ -123,7 +123,6 @@ def test_lines_across_the_picture_are_erased_and_strokes_across_them_kept() -> N
     ink[20:180, 140:150] = 1.0  # a vertical pen stroke crossing both lines
     ink[150:160, 60:200] = 1.0  # a long horizontal stroke, not reaching the edges
     cleaned = preprocessing._remove_lines(ink)
-    assert cleaned[:, :130].max() <= 0.0 + 1e-6 or cleaned[150:160, 60:130].min() == 1.0
     assert cleaned[40:42, :130].max() == 0.0 and cleaned[120:123, 160:240].max() == 0.0
     assert cleaned[:, 250].max() == 0.0
     assert cleaned[20:180, 140:150].min() == 1.0  # the stroke is whole where it crosses the lines

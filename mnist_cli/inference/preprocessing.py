@@ -490,9 +490,10 @@ def _remove_rows(ink: np.ndarray) -> np.ndarray:
     columns = np.arange(width)
     edge = max(1, round(_LINE_EDGE * width))
     best: tuple[float, np.ndarray, np.ndarray] | None = None
-    for tilt in _LINE_TILTS:
-        shift = np.round(tilt * columns).astype(np.int64)
-        shift -= shift.min()  # a line at sheared row r covers pixel (r - shift[x] + shift.max()... ) below
+    # On a narrow picture several tilts round to the same shifts; each is tried once.
+    shifts = {tuple(shift): shift for shift in (np.round(tilt * columns).astype(np.int64) for tilt in _LINE_TILTS)}
+    for shift in shifts.values():
+        shift = shift - shift.min()  # sheared row of pixel (y, x): y + shift[x]
         rows = ys + shift[xs]
         size = height + int(shift.max()) + 1
         cover = np.bincount(rows, minlength=size).astype(np.float64)
