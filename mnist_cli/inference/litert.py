@@ -181,11 +181,15 @@ def open_cached(target: Target) -> FastModel:
 
 def build(loaded: Loaded, target: Target) -> Path:
     """Convert the loaded (float32) network to LiteRT, checked against it, and cache it atomically."""
+    from mnist_cli.core.fileio import io_error
     from mnist_cli.inference import export  # imports TensorFlow
 
-    model_path, sidecar_path = cache_paths(target)
-    result = export.export_model(loaded.model, export_format="tflite", output=model_path, overwrite=True)
-    blob = model_path.read_bytes()
+    try:
+        model_path, sidecar_path = cache_paths(target)
+        result = export.export_model(loaded.model, export_format="tflite", output=model_path, overwrite=True)
+        blob = model_path.read_bytes()
+    except OSError as exc:
+        raise io_error(exc, f"caching the LiteRT model of {target.path}") from None
     sidecar = {
         "format": FORMAT,
         "key": cache_key(target),
