@@ -235,6 +235,14 @@ def test_a_failed_conversion_falls_back_to_tensorflow(run: Path, folder: Path, m
     assert entries == reference and cached_models(run) == []
 
 
+def test_a_run_where_the_cache_cannot_be_written_is_predicted_with_tensorflow(run: Path, folder: Path) -> None:
+    reference, _ = predict(run, folder, "--engine", "tensorflow")
+    (run / litert.CACHE_DIR).write_text("a file where the cache folder belongs")
+    entries, notes = predict(run, folder)
+    assert "TensorFlow: the LiteRT conversion failed: File exists while creating" in notes, notes
+    assert entries == reference
+
+
 # --------------------------------------------------------------------------- same answers, every network and precision
 
 
