@@ -6,6 +6,10 @@
              "seconds" (scoring after the model is loaded: tracing, the forward passes,
              the metrics) and the wall time of the whole command
   predict    `mnist predict --checkpoint RUN digit.png` on one picture, wall time
+  fast       `mnist predict` on one picture and on a folder of 100 pictures (112x112
+             PNGs of MNIST test digits), whole command, LiteRT path (cache warm) beside
+             `--engine tensorflow` and `python -c "import tensorflow"`, interleaved,
+             medians of --repeat-fast runs, for the MLP and the convnet
   memory     peak resident memory (ru_maxrss of the child, from wait4) of
              `mnist train` on the 60,000 Fashion-MNIST training images, MLP and convnet
 
@@ -30,7 +34,13 @@ from typing import Any
 
 import _common as common
 
-GOALS = {"help_seconds": 0.3, "evaluate_seconds": 1.0, "train_peak_rss_mb": 1500}
+GOALS = {
+    "help_seconds": 0.3,
+    "evaluate_seconds": 1.0,
+    "train_peak_rss_mb": 1500,
+    "predict_one_seconds": 0.5,
+    "predict_100_seconds": 1.0,
+}
 
 
 def _mnist() -> str:
@@ -66,7 +76,8 @@ def _data_root(folder: Path, args: argparse.Namespace) -> Path:
     # `--data-dir` wants <dir>/<dataset>/, so the shared folders are linked in under their names.
     root = folder / "data"
     root.mkdir()
-    (root / "fashion-mnist").symlink_to(args.fashion_dir.resolve())
+    if args.fashion_dir.is_dir():  # only `memory` needs it
+        (root / "fashion-mnist").symlink_to(args.fashion_dir.resolve())
     (root / "mnist").symlink_to(args.mnist_dir.resolve())
     return root
 
@@ -155,6 +166,60 @@ def _evaluate_and_predict(args: argparse.Namespace, folder: Path, root: Path) ->
     return report
 
 
+def _fast_predict(args: argparse.Namespace, folder: Path, root: Path) -> dict[str, Any]:
+    """Whole-command wall time of `mnist predict` on LiteRT (cache warm) and on TensorFlow, same runs, interleaved."""
+    mnist = _mnist()
+    from PIL import Image
+
+    from mnist_cli.data import load_split
+
+    images, _ = load_split(args.mnist_dir, "test")
+    pictures = folder / "pictures-100"
+    pictures.mkdir()
+    for index in range(100):
+        Image.fromarray(images[index]).resize((112, 112)).save(pictures / f"{index:03d}.png")
+    one = pictures / "000.png"
+    report: dict[str, Any] = {}
+    runs = {
+        "mlp": ["--epochs", "1"],
+        "cnn": ["--epochs", "1", "--model", "cnn", "--loss", "xent", "--optimizer", "adamw", "--batch-size", "128"],
+    }
+    for name, extra in runs.items():
+        run_dir = folder / f"fast-{name}"
+        print(f"  training a {name} run on mnist-10k for the predict probes", flush=True)
+        _timed(_train(mnist, root, run_dir, extra))
+        first, _ = _timed([mnist, "predict", "--checkpoint", str(run_dir), str(one)])  # converts once, caches
+        probes = {
+            "litert, 1 picture": [mnist, "predict", "--checkpoint", str(run_dir), str(one)],
+            "litert, 100 pictures": [mnist, "predict", "--checkpoint", str(run_dir), str(pictures)],
+            "tensorflow, 1 picture": [mnist, "predict", "--checkpoint", str(run_dir), str(one), "--engine", "tensorflow"],
+            "tensorflow, 100 pictures": [mnist, "predict", "--checkpoint", str(run_dir), str(pictures), "--engine", "tensorflow"],
+            "python -c 'import tensorflow'": [sys.executable, "-c", "import tensorflow"],
+            "python -c pass": [sys.executable, "-c", "pass"],
+        }
+        times: dict[str, list[float]] = {probe: [] for probe in probes}
+        for _ in range(args.repeat_fast):  # interleaved, so a burst of load hits each alike
+            for probe, argv in probes.items():
+                times[probe].append(_timed(argv, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})[0])
+        entry: dict[str, Any] = {"first_predict_with_conversion_seconds": first}
+        entry.update({probe: {"median_seconds": common.median(values), "runs": values} for probe, values in times.items()})
+        same = [
+            json.loads(_timed(argv + ["--json"])[1].stdout)
+            for argv in (probes["litert, 100 pictures"], probes["tensorflow, 100 pictures"])
+        ]
+        entry["same_classes_100"] = [e["prediction"] for e in same[0]] == [e["prediction"] for e in same[1]]
+        entry["max_probability_difference_100"] = max(
+            abs(a - b) for x, y in zip(*same) for a, b in zip(x["probabilities"], y["probabilities"])
+        )
+        report[name] = entry
+        print(f"  {name}: first predict (converts and caches) {first:.2f} s", flush=True)
+        for probe in probes:
+            print(f"    {probe:32s} {entry[probe]['median_seconds']:.3f} s (median of {args.repeat_fast})", flush=True)
+        print(f"    same classes on 100 pictures: {entry['same_classes_100']}, max |probability difference| "
+              f"{entry['max_probability_difference_100']:.2g}", flush=True)
+    return report
+
+
 def _memory(args: argparse.Namespace, folder: Path, root: Path) -> dict[str, Any]:
     mnist = _mnist()
     recipes = {
@@ -175,15 +240,17 @@ def _memory(args: argparse.Namespace, folder: Path, root: Path) -> dict[str, Any
 def main() -> None:
     """Parse options and run the chosen parts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="help,evaluate,memory", help="comma-separated: help, evaluate (and predict), memory")
+    parser.add_argument("--parts", default="help,evaluate,fast,memory", help="comma-separated: help, evaluate (and predict), fast, memory")
     parser.add_argument("--fashion-dir", type=Path, default=common.default_fashion_dir(), help="$MNIST_BENCH_FASHION [%(default)s]")
     parser.add_argument("--mnist-dir", type=Path, default=common.default_mnist10k_dir(), help="$MNIST_BENCH_MNIST10K [%(default)s]")
     parser.add_argument("--repeat", type=int, default=10, help="runs of each start-up probe [%(default)s]")
     parser.add_argument("--repeat-slow", type=int, default=3, help="runs of evaluate and predict [%(default)s]")
+    parser.add_argument("--repeat-fast", type=int, default=7, help="runs of each fast-predict probe [%(default)s]")
     parser.add_argument("--output", default="bench_cli.json", help="file name under benchmarks/out/")
     args = parser.parse_args()
     parts = {part.strip() for part in args.parts.split(",")}
-    for directory, hint in ((args.fashion_dir, common.FASHION_HINT), (args.mnist_dir, common.MNIST10K_HINT)):
+    needed = [(args.mnist_dir, common.MNIST10K_HINT)] + ([(args.fashion_dir, common.FASHION_HINT)] if "memory" in parts else [])
+    for directory, hint in needed:
         problem = common.check_dataset_dir(directory, hint)
         if problem:
             sys.exit(f"error: {problem}")
@@ -198,6 +265,9 @@ def main() -> None:
         if "evaluate" in parts:
             print("evaluate and predict:", flush=True)
             report["evaluate"] = _evaluate_and_predict(args, folder, root)
+        if "fast" in parts:
+            print("predict, LiteRT against TensorFlow:", flush=True)
+            report["fast"] = _fast_predict(args, folder, root)
         if "memory" in parts:
             print("peak memory of mnist train on 60,000 images:", flush=True)
             report["memory"] = _memory(args, folder, root)

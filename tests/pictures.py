@@ -200,6 +200,88 @@ def photo_12mp(digit: np.ndarray, *, seed: int = 0) -> bytes:
     return encode(Image.fromarray(rgb), "JPEG", quality=92)
 
 
+def _lighting(height: int, width: int, rng: np.random.Generator, kind: str) -> np.ndarray:
+    """A multiplicative light field in (0, 1]: from one side, darker corners (vignetting), or a soft shadow."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    u, v = xs / width - 0.5, ys / height - 0.5
+    if kind == "side":
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = np.cos(angle) * u + np.sin(angle) * v  # -0.7..0.7
+        ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
+        return rng.uniform(0.25, 0.45) + (1 - rng.uniform(0.25, 0.45)) * ramp ** rng.uniform(0.7, 1.5)
+    if kind == "vignette":
+        cy, cx = rng.uniform(-0.2, 0.2, size=2)
+        radius = np.sqrt((u - cx) ** 2 + (v - cy) ** 2) / 0.75
+        return np.clip(1.0 - rng.uniform(0.5, 0.75) * radius**2, 0.15, 1.0)
+    # A shadow (a phone or a hand) across part of the sheet, its edge blurred.
+    angle = rng.uniform(0, 2 * np.pi)
+    side = np.cos(angle) * u + np.sin(angle) * v - rng.uniform(0.15, 0.35)
+    edge = 1 / (1 + np.exp(-side / rng.uniform(0.02, 0.06)))
+    return 1.0 - rng.uniform(0.45, 0.6) * edge
+
+
+def uneven_light(digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """A page lit from one side, with dark corners or with a shadow across it: pen on paper, JPEG (quality 80)."""
+    rng = np.random.default_rng(seed)
+    sheet = _place(_upscale(digit, rng.uniform(0.55, 0.75) * min(size) / 28), size, rng)
+    kind = ("side", "vignette", "shadow")[int(rng.integers(3))]
+    light = _lighting(size[1], size[0], rng, kind)
+    paper = rng.uniform(215, 245) * np.array([1.0, 0.99, 0.95], dtype=np.float32)
+    ink = np.array([rng.uniform(15, 60)] * 2 + [rng.uniform(20, 80)], dtype=np.float32)
+    rgb = (paper * (1 - sheet[..., None]) + ink * sheet[..., None]) * light[..., None]
+    rgb += rng.normal(0, 3.0, size=rgb.shape)
+    return reopen(encode(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)), "JPEG", quality=80))
+
+
+def _lines(height: int, width: int, rng: np.random.Generator, *, spacing: float, across: bool) -> np.ndarray:
+    """Strength 0..1 of thin printed lines spanning the sheet, slightly tilted (a photo is never square to them)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    tilt = np.tan(np.radians(rng.uniform(-1.5, 1.5)))
+    position = (ys - tilt * xs) if not across else (xs + tilt * ys)
+    offset = rng.uniform(0, spacing)
+    distance = np.abs((position - offset + spacing / 2) % spacing - spacing / 2)
+    half = rng.uniform(0.5, 1.5)  # lines 1-3 pixels wide, anti-aliased
+    return np.clip(half + 0.5 - distance, 0.0, 1.0)
+
+
+def _on_lined_paper(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int], *, squared: bool) -> Image.Image:
+    width, height = size
+    scale = rng.uniform(0.55, 0.75) * min(size) / 28
+    sheet = _place(_upscale(digit, scale), size, rng)
+    ink_height = 20 * scale  # the digit's 20-pixel MNIST box
+    if squared:
+        spacing = ink_height / rng.uniform(3.0, 6.0)
+        lines = np.maximum(
+            _lines(height, width, rng, spacing=spacing, across=False), _lines(height, width, rng, spacing=spacing, across=True)
+        )
+        colour = np.array(rng.choice([(150, 170, 200), (160, 160, 160), (130, 180, 150)]), dtype=np.float32)
+    else:
+        lines = _lines(height, width, rng, spacing=ink_height / rng.uniform(1.5, 3.0), across=False)
+        colour = np.array((120, 160, 215), dtype=np.float32)
+    strength = rng.uniform(0.6, 1.0) * lines
+    paper = rng.uniform(225, 250) * np.ones(3, dtype=np.float32)
+    rgb = paper * (1 - strength[..., None]) + colour * strength[..., None]
+    if not squared and rng.random() < 0.5:
+        # The red margin line of a school exercise book.
+        margin = np.clip(1.5 - np.abs(np.arange(width, dtype=np.float32) - rng.uniform(0.08, 0.15) * width), 0, 1)
+        rgb = rgb * (1 - margin[None, :, None]) + np.array((220, 90, 90), np.float32) * margin[None, :, None]
+    ink = np.array(rng.choice([(25, 25, 35), (25, 40, 150)]), dtype=np.float32)
+    rgb = rgb * (1 - sheet[..., None]) + ink * sheet[..., None]
+    light = _lighting(height, width, rng, "side")
+    rgb = rgb * (0.75 + 0.25 * light[..., None]) + rng.normal(0, 3.0, size=rgb.shape)
+    return reopen(encode(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)), "JPEG", quality=85))
+
+
+def ruled_paper(digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """A pen digit on ruled paper (light blue lines, sometimes a red margin), photographed slightly askew, JPEG."""
+    return _on_lined_paper(digit, np.random.default_rng(seed), size, squared=False)
+
+
+def squared_paper(digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """A pen digit on squared (graph) paper, the grid finer than the digit, photographed slightly askew, JPEG."""
+    return _on_lined_paper(digit, np.random.default_rng(seed), size, squared=True)
+
+
 # Every picture maker that starts from an MNIST digit, by name, for tests that loop over them.
 VARIANTS: dict[str, Callable[..., Image.Image]] = {
     "photographed": photographed,
@@ -210,4 +292,10 @@ VARIANTS: dict[str, Callable[..., Image.Image]] = {
     "thin_pen": thin_pen,
     "sixteen_bit": sixteen_bit_png,
     "cmyk": cmyk_jpeg,
+}
+# Photographs of paper as people take them (issue 13): uneven light, ruled and squared paper.
+PHOTO_VARIANTS: dict[str, Callable[..., Image.Image]] = {
+    "uneven_light": uneven_light,
+    "ruled": ruled_paper,
+    "squared": squared_paper,
 }

@@ -209,6 +209,7 @@ def test_predict_step_traces_once_across_batch_sizes(run: Path) -> None:
 # 96.9% on the MNIST test set, 98.5% on the first 200 test digits, 97.5% on the same 200
 # digits drawn as pictures, and 8 of 10 typed digits (DejaVu Sans "1" reads as 2, "6" as 5).
 TYPED_FLOOR = 7
+PHOTO_FLOOR = 0.9
 
 
 @pytest.mark.slow
@@ -246,6 +247,25 @@ def test_pictures_people_make_are_read_about_as_well_as_mnist(real_mnist_dir: Pa
     # and against the model's accuracy on the whole test set.
     assert picture_accuracy >= same_digits_accuracy - 0.03, (picture_accuracy, same_digits_accuracy)
     assert picture_accuracy >= test_accuracy - 0.03, (picture_accuracy, test_accuracy)
+
+    # The pictures that worked before photographs of paper were handled stay at 95% or better.
+    assert picture_accuracy >= 0.95, picture_accuracy
+
+    # Photographs of paper (issue 13): 50 each of uneven light, ruled and squared paper, the
+    # first 150 test digits. Measured: uneven light 97.3%, ruled 95.3%, squared 92-98% over
+    # 60-150 digits (the 4 of the first 150 misread here are misread as MNIST images too).
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    kinds = list(pictures.PHOTO_VARIANTS.items())
+    for index in range(150):
+        name, make = kinds[index % len(kinds)]
+        make(images[index], seed=index).save(photos / f"{index:03d}-{name}.png")
+    entries = predict_json(str(photos), "-c", str(run_dir))
+    assert not any("error" in entry for entry in entries), [entry for entry in entries if "error" in entry][:3]
+    for k, (name, _) in enumerate(kinds):
+        read = np.array([entry["prediction"] for entry in entries[k :: len(kinds)]])
+        rate = float((read == labels[:150][k :: len(kinds)]).mean())
+        assert rate >= PHOTO_FLOOR, (name, rate)
 
     typed = tmp_path / "typed"
     typed.mkdir()

@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mnist_cli.core import errors
+from mnist_cli.core import config, errors
 from mnist_cli.cli import app, common, drawing
 from mnist_cli.cli.evaluate import RunsRootOption
 
+Engine = common._choices("Engine", config.ENGINES)
 _BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
@@ -46,13 +47,26 @@ def predict(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON list, one object per picture, on standard output; nothing else.")
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="auto: the run's cached LiteRT model (made on first use), TensorFlow where that cannot serve; "
+            "litert: fail rather than fall back; tensorflow: always TensorFlow.",
+        ),
+    ] = Engine.auto,  # type: ignore[attr-defined]
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say which runtime predicts, and why.")] = False,
 ) -> None:
     """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
-    # numpy and Pillow only: the pictures are read, and the target resolved, before TensorFlow is imported.
-    from mnist_cli.inference import evaluation, loading
+    from mnist_cli.inference import evaluation, litert  # TensorFlow only where the LiteRT cache cannot serve
 
+    def note(message: str) -> None:
+        if verbose:
+            common.err.print(f"[dim]engine:[/] {common.safe(message)}", soft_wrap=True, highlight=False)
+
+    # The pictures are read, and the target resolved, before TensorFlow could be imported.
     items = evaluation.gather_pictures(images, read_stdin=_read_stdin)
-    loaded = loading.load(checkpoint, runs_root=runs_root)
+    loaded = litert.load(checkpoint, runs_root=runs_root, engine=engine.value, on_note=note)
 
     def on_event(event: evaluation.PictureDone) -> None:
         if event.failure is not None:

@@ -22,6 +22,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "mixed-bf16", "mixed-fp16")
 STRATEGIES = ("auto", "one", "mirrored", "multi-worker")  # how training is placed on devices (training/distribute.py)
+# How `mnist predict` runs a network: the cached LiteRT model when it can serve, else TensorFlow.
+ENGINES = ("auto", "litert", "tensorflow")
 
 CONFIG_FILE = "config.json"
 # Ranges the framework can take, checked before anything is written. A layer of 10^8

@@ -6,13 +6,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mnist_cli import data
 from mnist_cli.core import reporting
-from mnist_cli.core.config import EVAL_BATCH
+from mnist_cli.core.config import EVAL_BATCH, TrainConfig
 from mnist_cli.core.errors import InputError, UsageError
 from mnist_cli.inference.loading import Loaded, Source
 from mnist_cli.inference.preprocessing import iter_image_paths, preprocess
@@ -21,6 +21,14 @@ from mnist_cli.training import scoring
 PREDICT_BATCH = 256
 STDIN = "-"
 
+
+
+class Predictor(Protocol):
+    """What predicting needs of a model: its training config, and logits for uint8 images [N, 28, 28]."""
+
+    config: TrainConfig
+
+    def logits(self, images: np.ndarray, *, batch_size: int) -> np.ndarray: ...  # noqa: D102
 
 
 def probabilities(logits: np.ndarray, *, loss: str) -> np.ndarray:
@@ -33,11 +41,18 @@ def probabilities(logits: np.ndarray, *, loss: str) -> np.ndarray:
     """
     logits = np.asarray(logits, dtype=np.float64)
     if loss != "mse":
-        return scoring.softmax(logits)
+        return softmax(logits)
     clipped = np.clip(logits, 0.0, None)
     totals = clipped.sum(axis=-1, keepdims=True)
     # All outputs <= 0 (a picture unlike any digit) says nothing; softmax keeps the ranking.
-    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), scoring.softmax(logits))
+    return np.where(totals > 0, clipped / np.where(totals > 0, totals, 1.0), softmax(logits))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, only where probabilities are shown."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 # --- evaluate ---------------------------------------------------------------------------------
@@ -132,6 +147,8 @@ def evaluate(
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if on_event:
         on_event(Scoring(dataset=dataset, split=split, count=len(labels), source=loaded.source))
+    from mnist_cli.training import scoring  # imports TensorFlow
+
     began = time.perf_counter()
     scores = scoring.score(loaded.eval_step, images, labels, batch_size=batch_size)
     metrics = reporting.compute_metrics(
@@ -275,21 +292,25 @@ def read_picture(picture: Picture) -> np.ndarray | Failure:
         return Failure(picture.path, f"{name} could not be read ({detail})", "convert it to PNG or JPEG")
 
 
-def make_predictions(loaded: Loaded, paths: Sequence[str], images: np.ndarray, logits: np.ndarray) -> list[Prediction]:
+def make_predictions(model: Predictor, paths: Sequence[str], images: np.ndarray, logits: np.ndarray) -> list[Prediction]:
     """One Prediction per image from the model's logits, with the run's probabilities and class names."""
-    class_names = data.dataset_spec(loaded.config.dataset).class_names
-    probs = probabilities(logits, loss=loaded.config.loss)
+    class_names = data.dataset_spec(model.config.dataset).class_names
+    probs = probabilities(logits, loss=model.config.loss)
     return [Prediction(path, images[row], probs[row], class_names) for row, path in enumerate(paths)]
 
 
 def predict_pictures(
-    loaded: Loaded,
+    model: Predictor,
     items: Sequence[Picture | Failure],
     *,
     batch_size: int = PREDICT_BATCH,
     on_event: Callable[[PictureDone], None] | None = None,
 ) -> list[Prediction | Failure]:
-    """Preprocess each picture like an MNIST digit and classify them in batches; failures keep their place."""
+    """Preprocess each picture like an MNIST digit and classify them in batches; failures keep their place.
+
+    `model` is a `loading.Loaded` (TensorFlow) or a `litert.FastModel`: the same pictures,
+    the same probabilities.
+    """
     read: list[np.ndarray | Failure] = []
     for done, item in enumerate(items, start=1):
         result = item if isinstance(item, Failure) else read_picture(item)
@@ -300,7 +321,7 @@ def predict_pictures(
     predictions: dict[int, Prediction] = {}
     if good:
         images = np.stack([read[index] for index in good]).astype(np.uint8, copy=False)
-        logits = scoring.predict_logits(loaded.predict_step, images, batch_size=batch_size)
-        made = make_predictions(loaded, [items[index].path for index in good], images, logits)
+        logits = model.logits(images, batch_size=batch_size)
+        made = make_predictions(model, [items[index].path for index in good], images, logits)
         predictions = dict(zip(good, made))
     return [predictions.get(index, result) for index, result in enumerate(read)]  # type: ignore[misc]

@@ -17,11 +17,11 @@ import numpy as np
 from mnist_cli.core.errors import ModelError
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
+from mnist_cli.inference.litert import SIGNATURE
 
 tf = import_tensorflow()
 
 FORMATS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
-SIGNATURE = "serving_default"
 _CHECK_IMAGES = 64
 TOLERANCE = 1e-4
 

@@ -7,6 +7,7 @@ Every way a target can be missing or broken ends in one `ModelError` line.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import glob
 import re
@@ -103,6 +104,12 @@ class Loaded:
 
         return steps.make_predict_step(self.model)
 
+    def logits(self, images: Any, *, batch_size: int) -> Any:
+        """Logits for uint8 images [N, 28, 28], batch by batch."""
+        from mnist_cli.training import scoring
+
+        return scoring.predict_logits(self.predict_step, images, batch_size=batch_size)
+
     @functools.cached_property
     def eval_step(self) -> Any:
         """The compiled (losses, logits) function with the run's loss (built on first use, traced once)."""
@@ -137,14 +144,37 @@ def resolve(target: Path | str | None, *, runs_root: Path | None = None) -> Targ
     raise ModelError(f"{path} does not exist", f"give {_TARGETS}; list your runs with `mnist runs`")
 
 
-def load(target: Path | str | None, *, runs_root: Path | None = None) -> Loaded:
-    """Resolve `target` and load its model (weights checked against the config), or raise ModelError."""
+def load(target: Path | str | None, *, runs_root: Path | None = None, float32: bool = False) -> Loaded:
+    """Resolve `target` and load its model (weights checked against the config), or raise ModelError.
+
+    `float32` builds a checkpoint's network in float32 whatever precision it was trained in
+    (the checkpoint holds float32 weights either way), as `mnist predict` runs it.
+    """
     try:
-        resolved = resolve(target, runs_root=runs_root)
-        if resolved.kind == KERAS:
-            return _load_keras(resolved)
-        return _load_checkpoint(resolved)
+        return load_resolved(resolve(target, runs_root=runs_root), float32=float32)
     except OSError as exc:  # a folder on the way that may not be read, for example
+        from mnist_cli.core.fileio import io_error
+
+        raise io_error(exc, f"reading {target if target is not None else 'the most recent run'}") from None
+
+
+def load_resolved(target: Target, *, float32: bool = False) -> Loaded:
+    """Load the model a resolved target names (see `load`)."""
+    try:
+        if target.kind == KERAS:
+            return _load_keras(target)
+        return _load_checkpoint(target, float32=float32)
+    except OSError as exc:
+        from mnist_cli.core.fileio import io_error
+
+        raise io_error(exc, f"reading {target.given}") from None
+
+
+def resolve_checked(target: Path | str | None, *, runs_root: Path | None = None) -> Target:
+    """`resolve`, with an unreadable folder on the way reported as one error line."""
+    try:
+        return resolve(target, runs_root=runs_root)
+    except OSError as exc:
         from mnist_cli.core.fileio import io_error
 
         raise io_error(exc, f"reading {target if target is not None else 'the most recent run'}") from None
@@ -237,7 +267,7 @@ def _prefix_target(prefix: Path, *, given: str) -> Target:
 # --- loading ------------------------------------------------------------------------------
 
 
-def _load_checkpoint(target: Target) -> Loaded:
+def _load_checkpoint(target: Target, *, float32: bool = False) -> Loaded:
     if target.config_file is None:
         raise ModelError(
             f"no {CONFIG_FILE} for checkpoint {target.path} (looked in {target.path.parent} and {target.path.parent.parent})",
@@ -250,7 +280,8 @@ def _load_checkpoint(target: Target) -> Loaded:
     from mnist_cli.core.tf_setup import import_tensorflow
 
     tf = import_tensorflow()
-    model = build_model(config)
+    # Mixed precision only speeds training up; its variables are float32 all the same.
+    model = build_model(dataclasses.replace(config, precision="float32") if float32 else config)
     prefix = str(target.path)
     try:
         checkpoints.restore_weights(model, prefix)

@@ -8,20 +8,25 @@ photo, scan, drawing-app export or typed digit:
 1. composite transparency onto white (onto black when the strokes themselves are light);
 2. measure ink as the colour distance from the paper, so blue, red or even yellow ink
    counts as much as black, and light-on-dark pictures need no special case;
-3. estimate the paper as a smooth surface (grey paper, shadows, gradients) and remove it,
+3. estimate the paper's lighting before looking for ink (medians of small cells, the median
+   of the cells around each, or a cubic surface fitted to the page where that fits better)
+   and divide it out, so a page lit from one side, dark corners or a shadow do not hide
+   the digit; then refine the paper as a smooth surface without the ink and remove it,
    with the noise floor measured on the paper;
-4. keep the digit (connected ink, ignoring specks), crop to its bounding box;
-5. thicken very thin strokes (a 1-pixel brush on a big canvas) to MNIST's stroke width;
-6. scale into a 20x20 box (Lanczos) and centre by centre of mass in 28x28.
+4. erase thin straight lines that cross the whole picture (ruled or squared paper, a
+   margin, tilted by up to 2 degrees), keeping the ink of strokes that cross them;
+5. keep the digit (connected ink, ignoring specks), crop to its bounding box;
+6. thicken very thin strokes (a 1-pixel brush on a big canvas) to MNIST's stroke width;
+7. scale into a 20x20 box (Lanczos) and centre by centre of mass in 28x28.
 
 Only the first frame of an animated GIF, PNG or WebP is used. An image that already is
 an MNIST digit (28x28, grey, light ink on a dark background) is returned unchanged.
 `iter_image_paths` expands a directory into its image files (by suffix, sorted by name,
 hidden files skipped, not recursive); paths named explicitly are kept as given.
 
-Known limits: ruled or squared paper, a page edge or a pen in the frame count as ink;
-several digits in one picture come out as one; a glare spot larger than the digit on
-mid-grey paper can flip the polarity.
+Known limits: a page edge or a pen in the frame count as ink, and so do printed lines
+that do not cross the whole picture; several digits in one picture come out as one; a
+glare spot larger than the digit on mid-grey paper can flip the polarity.
 """
 
 from __future__ import annotations
@@ -60,6 +65,14 @@ _STROKE = 2.5  # MNIST's median stroke width in the 20x20 box (measured as 2 * a
 _FLOOR = 0.06  # share of the ink's contrast taken off as background, at least (noise sets more)
 _BBOX_LEVEL = 0.25  # ink strength that counts for the bounding box, so faint halos do not widen it
 _RESAMPLE = Image.Resampling.LANCZOS
+_LIGHT_CELLS = 32  # cells across the longest side for the lighting estimate
+_LIGHT_WINDOW = 7  # cells across the window whose median is the paper (about a fifth of the picture)
+_MAX_GAIN = 4.0  # contrast is restored up to a paper 4x darker than the best-lit part (beyond that: noise)
+_LINE_INK = 0.1  # ink strength that counts towards a printed line (they are often faint)
+_LINE_SPAN = 0.6  # share of the picture a printed line crosses, at least
+_LINE_EDGE = 0.15  # ... reaching into both outer 15% strips
+_LINE_WIDTH = 0.02  # thickest line removed, as a share of the picture (at least 3 pixels)
+_LINE_TILTS = np.tan(np.radians(np.arange(-2.0, 2.01, 0.25)))
 _THIN = 1.2  # below MNIST's 1st percentile (1.4 measured the same way): thicken before scaling down
 
 
@@ -116,6 +129,7 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         return as_is
     pixels = _pixels(image)
     ink = _ink(pixels)
+    ink = _remove_lines(ink)
     ink = _digit_crop(ink)
     ink = _thicken(ink)
     return _centre(_fit_box(ink))
@@ -287,7 +301,10 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
         ]
     )
     paper = np.median(border, axis=0).astype(np.float32)
-    first = _distance(pixels, paper)
+    # The paper's lighting (a lamp to one side, dark corners, a shadow) is estimated first and
+    # divided out, so ink in the dark half of a page counts as much as ink in the light half.
+    lit = _background(pixels)
+    first = _distance(pixels, lit) * _gain(lit)
     rough = first > max(_MIN_CONTRAST, 6.0 * float(np.median(first)))
     if rough.sum() < 4:
         raise _no_digit()
@@ -302,7 +319,7 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
     dark_ink = dark_mass * math.exp((paper_lum - 128.0) / 32.0) >= light_mass
 
     surface = _paper_surface(pixels, ~_dilate(rough, 2), paper)
-    dist = _distance(pixels, surface)
+    dist = _distance(pixels, surface) * _gain(surface)
     lighter = lum - _luminance(surface)
     # Specks on the wrong side of the paper (glare on dark ink paper, dust on a black screen) are not ink.
     toward_ink = -lighter if dark_ink else lighter
@@ -315,6 +332,67 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
     full = float(np.percentile(dist[strong], 90))
     floor = min(max(4.0 * noise, _FLOOR * full), 0.5 * full)
     return np.clip((dist - floor) / (full - floor), 0.0, 1.0).astype(np.float32)
+
+
+def _background(pixels: np.ndarray) -> np.ndarray:
+    """A first, ink-blind estimate of the paper at every pixel: medians of small cells, then of 7x7 cells around each.
+
+    Pen strokes fill a minority of any window a fifth of the picture across, so the median
+    there is paper, however unevenly lit; `_paper_surface` then refines it without the ink.
+    """
+    height, width, channels = pixels.shape
+    cell = max(2, math.ceil(max(height, width) / _LIGHT_CELLS))
+    rows, cols = math.ceil(height / cell), math.ceil(width / cell)
+    padded = np.pad(pixels, ((0, rows * cell - height), (0, cols * cell - width), (0, 0)), mode="edge")
+    cells = np.median(padded.reshape(rows, cell, cols, cell, channels).transpose(0, 2, 4, 1, 3).reshape(rows, cols, channels, -1), axis=-1)
+    reach = _LIGHT_WINDOW // 2
+    around = np.pad(cells, ((reach, reach), (reach, reach), (0, 0)), mode="edge")
+    windows = [around[dy : dy + rows, dx : dx + cols] for dy in range(_LIGHT_WINDOW) for dx in range(_LIGHT_WINDOW)]
+    windowed = np.median(np.stack(windows), axis=0)
+    # The window lags where the light changes fast (a vignette's corners); a smooth surface
+    # fitted to the whole page follows it there but not a shadow's sharp edge. Each cell
+    # takes whichever is nearer its own median, the surface only where the cell fits it (is
+    # paper: cells of ink are outliers of the fit, and keep the window's paper).
+    fitted, paper = _smooth_fit(cells)
+    nearer = paper & (_distance(cells, fitted) < _distance(cells, windowed))
+    grid = np.where(nearer[..., None], fitted, windowed).astype(np.float32)
+    return _upsample(grid, cell, height, width)
+
+
+def _smooth_fit(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A cubic surface in x and y fitted to the cells' colours, and which cells fit it (ink is rejected as outliers)."""
+    rows, cols, channels = cells.shape
+    y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : cols * 1j]
+    x, y = x.ravel(), y.ravel()
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], axis=1)
+    values = cells.reshape(-1, channels).astype(np.float64)
+    if len(values) < 4 * terms.shape[1]:  # a tiny picture: too few cells to fit; the window serves alone
+        return cells, np.zeros((rows, cols), dtype=bool)
+    keep = np.ones(len(values), dtype=bool)
+    for _ in range(3):
+        coefficients, *_ = np.linalg.lstsq(terms[keep], values[keep], rcond=None)
+        fit = terms @ coefficients
+        residual = np.sqrt(np.mean((values - fit) ** 2, axis=1))
+        keep = residual <= 3.0 * (1.4826 * float(np.median(residual[keep])) + 1.0)
+    return fit.reshape(rows, cols, channels), keep.reshape(rows, cols)
+
+
+def _gain(surface: np.ndarray) -> np.ndarray:
+    """How much darker than the best-lit paper each pixel's paper is (1..4): contrast scales with the light."""
+    level = _luminance(surface)
+    reference = float(np.percentile(level, 95))
+    return np.clip(reference / np.maximum(level, 1.0), 1.0, _MAX_GAIN).astype(np.float32)
+
+
+def _upsample(grid: np.ndarray, cell: int, height: int, width: int) -> np.ndarray:
+    """A coarse [rows, cols, C] grid of cell values, bilinearly interpolated to [height, width, C]."""
+    rows, cols, channels = grid.shape
+    surface = np.empty((height, width, channels), dtype=np.float32)
+    for channel in range(channels):
+        coarse = Image.fromarray(np.ascontiguousarray(grid[..., channel], dtype=np.float32))
+        fine = coarse.resize((cols * cell, rows * cell), Image.Resampling.BILINEAR)
+        surface[..., channel] = np.asarray(fine)[:height, :width]
+    return surface
 
 
 def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -341,12 +419,7 @@ def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndar
         fill = ~known & (seen > 0)
         grid[fill] = total[fill] / seen[fill][:, None]
         known = known | fill
-    surface = np.empty_like(pixels)
-    for channel in range(channels):
-        coarse = Image.fromarray(np.ascontiguousarray(grid[..., channel], dtype=np.float32))
-        fine = coarse.resize((cols * cell, rows * cell), Image.Resampling.BILINEAR)
-        surface[..., channel] = np.asarray(fine)[:height, :width]
-    return surface
+    return _upsample(grid, cell, height, width)
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -373,28 +446,96 @@ def _max_filter(values: np.ndarray, *, cross: bool) -> np.ndarray:
     return out
 
 
-def _components(mask: np.ndarray) -> np.ndarray:
-    """8-connected component labels (0 = background) by min-label propagation with pointer jumping."""
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected component labels (0 = background) and their count, by union-find over the runs of each row."""
     height, width = mask.shape
-    big = height * width + 1
-    labels = np.where(mask, np.arange(1, big, dtype=np.int64).reshape(height, width), 0)
-    while True:
-        current = np.where(mask, labels, big)
-        padded = np.pad(current, 1, constant_values=big)
-        low = current.copy()
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                np.minimum(low, padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width], out=low)
-        low = np.where(mask, low, 0)
-        flat = low.ravel()
-        for _ in range(4):
-            # A label is the index (+1) of a pixel in the same component: follow it.
-            inside = flat > 0
-            flat[inside] = np.minimum(flat[inside], flat[flat[inside] - 1])
-        low = flat.reshape(height, width)
-        if np.array_equal(low, labels):
-            return labels
-        labels = low
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # exclusive; same row-major order as the starts
+    parent = list(range(len(starts)))
+
+    def find(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
+
+    first = np.searchsorted(rows, np.arange(height + 1)).tolist()
+    starts_list, ends_list = starts.tolist(), ends.tolist()
+    for row in range(1, height):
+        above, here = first[row - 1], first[row]
+        stop_above, stop_here = here, first[row + 1]
+        while above < stop_above and here < stop_here:
+            # Runs touch, diagonals included, when each starts no later than the other ends.
+            if starts_list[here] <= ends_list[above] and starts_list[above] <= ends_list[here]:
+                a, b = find(above), find(here)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            if ends_list[above] < ends_list[here]:
+                above += 1
+            else:
+                here += 1
+    roots = [find(run) for run in range(len(parent))]
+    numbers: dict[int, int] = {}
+    run_labels = np.array([numbers.setdefault(root, len(numbers) + 1) for root in roots], dtype=np.int32)
+    labels = np.zeros((height, width), dtype=np.int32)
+    for row, start, end, label in zip(rows.tolist(), starts_list, ends_list, run_labels.tolist()):
+        labels[row, start:end] = label
+    return labels, len(numbers)
+
+
+def _remove_lines(ink: np.ndarray) -> np.ndarray:
+    """Erase thin straight lines that cross the whole picture (ruled or squared paper, a margin), keeping strokes across them."""
+    ink = _remove_rows(ink)
+    return np.ascontiguousarray(_remove_rows(np.ascontiguousarray(ink.T)).T)
+
+
+def _remove_rows(ink: np.ndarray) -> np.ndarray:
+    """`_remove_lines` for lines running across (tilted by up to 2 degrees: a photo is never square to the sheet)."""
+    height, width = ink.shape
+    ys, xs = np.nonzero(ink >= _LINE_INK)
+    if width < 32 or len(ys) < width * _LINE_SPAN:
+        return ink
+    columns = np.arange(width)
+    edge = max(1, round(_LINE_EDGE * width))
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    # On a narrow picture several tilts round to the same shifts; each is tried once.
+    shifts = {tuple(shift): shift for shift in (np.round(tilt * columns).astype(np.int64) for tilt in _LINE_TILTS)}
+    for shift in shifts.values():
+        shift = shift - shift.min()  # sheared row of pixel (y, x): y + shift[x]
+        rows = ys + shift[xs]
+        size = height + int(shift.max()) + 1
+        cover = np.bincount(rows, minlength=size).astype(np.float64)
+        # At the lines' own tilt their pixels pile up in the fewest rows: the sharpest profile.
+        sharpness = float((cover * cover).sum())
+        if best is None or sharpness > best[0]:
+            best = (sharpness, shift, rows)
+    assert best is not None
+    _, shift, rows = best
+    size = height + int(shift.max()) + 1
+    cover = np.bincount(rows, minlength=size)
+    # Both ends of the sheet must be crossed: a long stroke of a big digit rarely reaches both.
+    left = np.bincount(rows[xs < edge], minlength=size)
+    right = np.bincount(rows[xs >= width - edge], minlength=size)
+    line = (cover >= _LINE_SPAN * width) & (left >= 0.5 * edge) & (right >= 0.5 * edge)
+    if not line.any():
+        return ink
+    ink = ink.copy()
+    thickest = max(3, round(_LINE_WIDTH * height))
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(np.int8), [0]])))
+    for start, stop in zip(changes[::2], changes[1::2]):
+        if stop - start > thickest:
+            continue  # a broad band (a shadow's edge, a dark table) is not a printed line
+        # In sheared rows: the band plus two pixels either side (anti-aliasing, the tilt's
+        # rounding), and the rows beyond, whose ink says whether a stroke crosses the line there.
+        above = np.clip(start - 4 - shift, 0, height - 1)
+        below = np.clip(stop + 3 - shift, 0, height - 1)
+        keep = np.maximum(ink[above, columns], ink[below, columns])
+        for band_row in range(start - 2, stop + 2):
+            y = band_row - shift
+            inside = (y >= 0) & (y < height)
+            ink[y[inside], columns[inside]] = np.minimum(ink[y[inside], columns[inside]], keep[inside])
+    return ink
 
 
 def _digit_crop(ink: np.ndarray) -> np.ndarray:
@@ -406,9 +547,11 @@ def _digit_crop(ink: np.ndarray) -> np.ndarray:
     blocks = padded.reshape(rows, factor, cols, factor)
     coarse = blocks.max(axis=(1, 3)) >= 0.3
     mass = blocks.sum(axis=(1, 3))
-    labels = _components(coarse)
-    found = np.unique(labels[labels > 0])
-    masses = np.array([mass[labels == label].sum() for label in found])
+    labels, count = _components(coarse)
+    if count == 0:  # all the ink was printed lines
+        raise _no_digit()
+    found = np.arange(1, count + 1)
+    masses = np.bincount(labels.ravel(), weights=mass.ravel(), minlength=count + 1)[1:]
     order = np.argsort(-masses)
     total = masses.sum()
     keep = [found[order[0]]]

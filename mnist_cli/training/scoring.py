@@ -51,9 +51,3 @@ def predict_logits(predict_step: Any, images: np.ndarray, *, batch_size: int = E
     parts = [predict_step(images[start : start + batch_size]).numpy() for start in range(0, len(images), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, NUM_CLASSES), np.float32)
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities from logits, only where probabilities are shown."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
