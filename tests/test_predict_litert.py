@@ -78,7 +78,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def predict(run: Path, folder: Path, *extra: str) -> tuple[list[dict[str, Any]], str]:
-    result = invoke("predict", str(folder), "-c", str(run), "--json", "--verbose", *extra)
+    result = invoke("predict", str(folder), "--checkpoint", str(run), "--json", "--verbose", *extra)
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout), result.stderr
 
@@ -97,7 +97,7 @@ def predict_in_child(run: Path, folder: Path) -> tuple[list[dict[str, Any]], dic
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
-        [sys.executable, "-c", code, "predict", str(folder), "-c", str(run), "--json", "--verbose"],
+        [sys.executable, "-c", code, "predict", str(folder), "--checkpoint", str(run), "--json", "--verbose"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     report = json.loads(done.stderr.rsplit("MODULES ", 1)[1])
@@ -137,7 +137,7 @@ def test_the_first_predict_caches_a_litert_model_and_later_ones_never_import_ten
 
 
 def test_without_verbose_nothing_is_said_about_the_engine(run: Path, folder: Path) -> None:
-    result = invoke("predict", str(folder / "3.png"), "-c", str(run))
+    result = invoke("predict", str(folder / "3.png"), "--checkpoint", str(run))
     assert result.exit_code == 0 and "engine" not in result.stderr and "LiteRT" not in result.stderr
     assert result.stderr.strip() == ""
 
@@ -216,7 +216,7 @@ def test_without_the_runtime_predict_falls_back_to_tensorflow(run: Path, folder:
     entries, notes = predict(run, folder)
     assert "TensorFlow: the LiteRT runtime (ai-edge-litert) cannot be imported" in notes
     assert entries == reference and not (run / litert.CACHE_DIR).exists()
-    strict = invoke("predict", str(folder), "-c", str(run), "--engine", "litert")
+    strict = invoke("predict", str(folder), "--checkpoint", str(run), "--engine", "litert")
     assert strict.exit_code == MODEL and "LiteRT path cannot serve" in strict.stderr
 
 
