@@ -801,7 +801,7 @@ def test_real_mnist_10k_subset_is_refused_by_download_but_used_by_ensure_dataset
 
 
 def test_a_local_folder_of_other_files_says_they_differ_and_no_verify_takes_them(tiny: Tiny, tmp_path: Path) -> None:
-    from tests.conftest import write_tiny_dataset
+    from conftest import write_tiny_dataset
 
     own = write_tiny_dataset(tmp_path / "own", n_train=50, n_test=20)
     code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(own))

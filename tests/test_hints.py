@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
-from tests.test_cli_usage import COMMANDS, option_names
+from test_cli_usage import COMMANDS, option_names
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mnist_cli"
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")

@@ -23,7 +23,7 @@ from mnist_cli.cli import app
 from mnist_cli.core import rundata, runs
 from mnist_cli.core.errors import BUSY, USAGE
 from mnist_cli.training.events import Layer, NetworkBuilt, TrainResult
-from tests.conftest import write_tiny_dataset
+from conftest import write_tiny_dataset
 
 runner = CliRunner()
 
