@@ -17,6 +17,8 @@ MODEL = 7  # a checkpoint, model file or run directory is missing or corrupt
 DIVERGED = 8  # training produced a NaN or infinite loss
 BUSY = 9  # another process holds the run directory
 INPUT = 10  # some of the inputs to `predict` could not be read
+STORAGE = 11  # `mnist tune`: the study's database cannot be reached or opened
+STUDY = 12  # `mnist tune`: the study exists with another search space or data set
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
@@ -92,3 +94,15 @@ class Interrupted(MnistError):
     """The user pressed Ctrl-C (or the process got SIGTERM); state was saved first."""
 
     exit_code = INTERRUPTED
+
+
+class StorageError(MnistError):
+    """A study database that cannot be reached, opened or written."""
+
+    exit_code = STORAGE
+
+
+class StudyMismatchError(MnistError):
+    """An existing study was created with another search space, model or data set."""
+
+    exit_code = STUDY
