@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mnist_cli.core.errors import Interrupted, LocalIOError, MnistError
-from mnist_cli.tuning.study import POLL_SECONDS, WORKERS_DIR, TrialRow, TuneSettings, open_study, trial_rows
+from mnist_cli.tuning.study import POLL_SECONDS, WORKERS_DIR, TrialRow, TuneSettings, open_study, stop_file, trial_rows
 
 MAX_RESTARTS_PER_JOB = 3
 
@@ -93,6 +93,8 @@ def run_pool(
                     for other in workers:  # one broken worker (bad data, lost database) stops the others
                         _interrupt(other.process)
     except KeyboardInterrupt:
+        stop = stop_file(settings, os.getpid())
+        stop.touch()
         for worker in workers:
             _interrupt(worker.process)
         for worker in workers:
@@ -103,6 +105,7 @@ def run_pool(
             "run the same command again to continue the study",
         ) from None
     finally:
+        stop_file(settings, os.getpid()).unlink(missing_ok=True)
         if on_progress is not None:
             on_progress(trial_rows(study))
     if failure is not None:

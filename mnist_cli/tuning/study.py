@@ -151,15 +151,35 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
     elif scheme.startswith("mysql"):
         kwargs["connect_args"] = {"connect_timeout": 10}
     interval = heartbeat_interval()
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=interval if heartbeat else None,
-            grace_period=GRACE_FACTOR * interval if heartbeat else None,
-        )
-    except Exception as exc:  # drivers raise their own types; every one means "cannot use this storage"
-        raise _storage_error(url, exc) from None
+    for attempt in range(3):
+        try:
+            with _creation_lock(url):
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=interval if heartbeat else None,
+                    grace_period=GRACE_FACTOR * interval if heartbeat else None,
+                )
+        except Exception as exc:  # drivers raise their own types; every one means "cannot use this storage"
+            # Two processes creating a new database's tables at once: one loses the race, and retries.
+            if attempt < 2 and type(exc).__name__ in ("IntegrityError", "ProgrammingError"):
+                time.sleep(1.0 + attempt)
+                continue
+            raise _storage_error(url, exc) from None
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    # An SQLite file's tables are created under the same lock file as the study's counting.
+    match = re.match(r"^sqlite(\+\w+)?:///(.+)$", url)
+    if match is None or match.group(2) == ":memory:" or not Path(match.group(2)).parent.is_dir():
+        yield
+        return
+    import filelock
+
+    with filelock.FileLock(f"{match.group(2)}.lock"):
+        yield
 
 
 def _storage_error(url: str, exc: BaseException) -> StorageError:
@@ -291,8 +311,8 @@ def run_worker(settings: TuneSettings, *, on_event: Callable[[Any], None] | None
     splits = load_splits(Path(settings.data_path), dataset=base.dataset, val_split=base.val_split, seed=base.seed)
     ran = 0
     while True:
-        if parent_pid is not None and os.getppid() != parent_pid:
-            return ran  # the `mnist tune` that started this worker is gone
+        if parent_pid is not None and (os.getppid() != parent_pid or stop_file(settings, parent_pid).exists()):
+            return ran  # the `mnist tune` that started this worker is gone, or was interrupted
         if settings.deadline is not None and time.time() >= settings.deadline:
             return ran
         with _study_lock(storage, settings.study):
@@ -318,6 +338,12 @@ def run_worker(settings: TuneSettings, *, on_event: Callable[[Any], None] | None
         # A diverged trial is a failed trial, not a failed study; anything else stops this worker.
         study.optimize(objective, n_trials=1, catch=(DivergedError,))
         ran += 1
+
+
+def stop_file(settings: TuneSettings, parent_pid: int) -> Path:
+    """The file a `mnist tune` interrupted by Ctrl-C leaves for its workers: start no new trial."""
+    # A signal cannot say it: during a trial the trainer's own Ctrl-C handler takes it.
+    return settings.study_dir / WORKERS_DIR / f"stop-{parent_pid}"
 
 
 class _Objective:
