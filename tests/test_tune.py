@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,7 +268,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail("PostgreSQL is missing in CI: .ci/run must apt-get install postgresql")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     bin_dir = bins[-1].parent
-    base = tmp_path_factory.mktemp("postgres")
+    # Not under pytest's temporary root: that is private to our user, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="mnist-postgres-"))
     data_dir, socket_dir = base / "data", base / "socket"
     socket_dir.mkdir()
     as_user: list[str] = []
@@ -278,7 +280,11 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "mnist", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+    initdb = subprocess.run(
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "mnist", "--auth=trust", "-E", "UTF8"], capture_output=True, text=True
+    )
+    if initdb.returncode != 0:
+        pytest.fail(f"initdb failed: {initdb.stderr}")
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir} -c fsync=off"
     started = subprocess.run(
         [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(base / "log"), "-w", "-t", "120", "start"],
@@ -292,6 +298,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"postgresql://mnist:secret-pw@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_two_processes_share_a_study_on_postgresql(tune_dirs: tuple[Path, Path, Path], postgres_url: str) -> None:

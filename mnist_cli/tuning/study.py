@@ -189,8 +189,9 @@ def _storage_error(url: str, exc: BaseException) -> StorageError:
     if password:
         reason = reason.replace(password, "***")
     hint = "check the --storage URL, that the database server is up and reachable, and its user and password"
-    if isinstance(exc, ModuleNotFoundError):
-        hint = f"install the database driver: pip install {'psycopg2-binary' if 'psycopg' in reason else exc.name}"
+    if isinstance(exc, ModuleNotFoundError) or "DB access module" in reason:
+        # SQLAlchemy 2.1 uses psycopg 3 for postgresql:// (postgresql+psycopg2:// asks for psycopg2).
+        hint = "install the database's Python driver: pip install \"psycopg[binary]\" for PostgreSQL, pymysql for mysql+pymysql://"
     return StorageError(f"cannot open the study storage {redact(url)}: {reason}", hint)
 
 
