@@ -70,8 +70,8 @@ class _TuneReporter:
             return
         best = _best(rows)
         for row in rows:
-            if row.state == "running" and row.epochs is None:
-                continue  # not set up yet: its parameters are still being drawn
+            if row.state == "waiting" or (row.state == "running" and row.epochs is None):
+                continue  # queued, or its parameters are still being drawn
             key = (row.state, row.epochs_done)
             if self.seen.get(row.number) == key:
                 continue
