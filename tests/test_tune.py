@@ -220,9 +220,9 @@ def test_a_pruned_trial_leaves_a_consistent_run_marked_pruned(tune_dirs: tuple[P
 # --------------------------------------------------------------------------- shared studies
 
 
-def _two_processes_share_a_study(data: Path, root: Path, space: Path, storage: str, study: str) -> list:
+def _two_processes_share_a_study(data: Path, root: Path, space: Path, storage: str, study: str, *, jobs: int = 1) -> list:
     args = [*_tune_args(data, root, space, "--study", study, "--storage", storage, "--trials", "3"), "--json"]
-    first, second = _spawn(args), _spawn(args)
+    first, second = _spawn([*args, "--jobs", str(jobs)]), _spawn(args)
     results = [_finish(first), _finish(second)]
     for code, out, err in results:
         assert code == 0, err
@@ -239,7 +239,8 @@ def _two_processes_share_a_study(data: Path, root: Path, space: Path, storage: s
 def test_two_processes_share_a_study_on_sqlite(tune_dirs: tuple[Path, Path, Path]) -> None:
     data, root, space = tune_dirs
     root.mkdir()
-    _two_processes_share_a_study(data, root, space, f"sqlite:///{root.resolve()}/shared.db", "shared")
+    # One of the two runs two workers itself (--jobs 2): three workers share the study.
+    _two_processes_share_a_study(data, root, space, f"sqlite:///{root.resolve()}/shared.db", "shared", jobs=2)
     listed = {run.name: run for run in runs.list_runs(root)}
     assert {name for name in listed if name.startswith("shared/")} == {"shared/trial-0000", "shared/trial-0001", "shared/trial-0002"}
     assert all(run.status == runs.FINISHED for run in listed.values())
