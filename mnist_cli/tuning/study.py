@@ -361,7 +361,9 @@ class _Objective:
         from mnist_cli.training import trainer
 
         params = self.settings.space.suggest(trial)
-        config = self.settings.base.replace(**params)
+        base = self.settings.base
+        # Built afresh, not base.replace(): a learning rate left unset follows the trial's optimizer.
+        config = TrainConfig(**{name: getattr(base, name) for name in self.settings.fixed}, **params)
         run_dir = self.settings.study_dir / f"trial-{trial.number:04d}"
         if (run_dir / runs.CONFIG_FILE).exists():
             raise UsageError(
