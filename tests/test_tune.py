@@ -335,3 +335,11 @@ def test_a_worker_killed_with_kill_9_leaves_its_trial_failed_and_the_study_goes_
     assert list(states.values()).count("COMPLETE") == 1 and len(states) == 2
     payload = json.loads(out)
     assert payload["counts"] == {"complete": 1, "fail": 1}
+
+
+def test_timeout_starts_no_trial_past_its_deadline(tune_dirs: tuple[Path, Path, Path]) -> None:
+    data, root, space = tune_dirs
+    result = runner.invoke(app, [*_tune_args(data, root, space, "--study", "t", "--trials", "5", "--timeout", "0.001"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["counts"] == {} and payload["best_trial"] is None and payload["best_config_file"] is None
