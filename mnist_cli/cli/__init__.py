@@ -49,6 +49,7 @@ from mnist_cli.cli import show as _show  # noqa: E402,F401
 from mnist_cli.cli import runs as _runs  # noqa: E402,F401
 from mnist_cli.cli import export as _export  # noqa: E402,F401
 from mnist_cli.cli import serve as _serve  # noqa: E402,F401
+from mnist_cli.cli import tune as _tune  # noqa: E402,F401
 
 
 def main() -> None:

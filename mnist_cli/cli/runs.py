@@ -37,6 +37,7 @@ _STATUS_STYLE = {
     run_dirs.FINISHED: "green",
     run_dirs.RUNNING: "cyan",
     run_dirs.INTERRUPTED: "yellow",
+    run_dirs.PRUNED: "magenta",
     run_dirs.BROKEN: "bold red",
 }
 
@@ -153,7 +154,7 @@ def runs_command(
 ) -> None:
     """List the training runs under a folder: status, data set, model, hyperparameters, epochs, accuracy, time.
 
-    A run is "running" while a training holds its lock, "interrupted" when it stopped before the end, "broken" when its files cannot be read (the reason is printed under the table).
+    A run is "running" while a training holds its lock, "interrupted" when it stopped before the end, "pruned" when `mnist tune` stopped it early, "broken" when its files cannot be read (the reason is printed under the table).
     """
     folder = run_dirs.runs_root(root)
     summaries = run_dirs.list_runs(folder, sort=sort.value)

@@ -157,8 +157,40 @@ def _summary(result: TrainResult) -> Table:
     return table
 
 
+# One definition of each hyperparameter option: `mnist tune` takes the same ones to fix a hyperparameter.
+EpochsOption = Annotated[int, typer.Option(help="Passes over the training split.", min=1, envvar="MNIST_EPOCHS")]
+LrOption = Annotated[
+    Optional[float],
+    typer.Option("--lr", envvar="MNIST_LR", help=f"Peak learning rate \\[default: {_LR_DEFAULTS}].", show_default=False),
+]
+BatchSizeOption = Annotated[int, typer.Option(help="Images per step.", min=1, envvar="MNIST_BATCH_SIZE")]
+ModelOption = Annotated[common.Model, typer.Option(envvar="MNIST_MODEL", help="Network: the walk-through's MLP or a small convnet.")]
+HiddenOption = Annotated[str, typer.Option(help="MLP hidden layer sizes, comma-separated.")]
+LossOption = Annotated[common.Loss, typer.Option(help="mse: the walk-through's squared error on logits; xent: cross-entropy.")]
+OptimizerOption = Annotated[common.Optimizer, typer.Option(help="Plain SGD, SGD with Nesterov momentum, Adam or AdamW.")]
+ScheduleOption = Annotated[common.Schedule, typer.Option(help="Learning-rate schedule.")]
+MomentumOption = Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")]
+WeightDecayOption = Annotated[float, typer.Option(help="Decoupled weight decay for --optimizer adamw.")]
+ValSplitOption = Annotated[float, typer.Option(help="Share of the training split held out for validation (0 for none).")]
+SeedOption = Annotated[int, typer.Option(envvar="MNIST_SEED", help="Seed for weights, shuffling, validation split and augmentation.")]
+PrecisionOption = Annotated[common.Precision, typer.Option(envvar="MNIST_PRECISION", help="Compute precision; mixed-bf16 speeds the convnet up on CPUs with AVX512-BF16 or AMX (the small MLP is faster in float32), mixed-fp16 is for GPUs.")]
+AugmentOption = Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts, rotations and zooms (and flips for fashion-mnist).")]
+LogEveryOption = Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")]
+CheckpointEveryOption = Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")]
+KeepCheckpointsOption = Annotated[int, typer.Option(help="How many recent checkpoints to keep.")]
+
 # Every hyperparameter can be given on the command line; the names come from the config itself.
 _GIVEN = tuple(field.name for field in dataclasses.fields(TrainConfig))
+
+
+def given_hyperparameters(ctx: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (or in the environment), as config values."""
+    given = {}
+    for name in _GIVEN:
+        if name in options and _was_given(ctx, name):
+            value = options[name]
+            given[name] = cfg.parse_hidden(value) if name == "hidden" else getattr(value, "value", value)
+    return given
 
 
 @app.command()
@@ -167,26 +199,23 @@ def train(
     ctx: typer.Context,
     dataset: common.DatasetOption = common.Dataset(D.dataset),
     data_dir: common.DataDirOption = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training split.", min=1, envvar="MNIST_EPOCHS")] = D.epochs,
-    lr: Annotated[
-        Optional[float],
-        typer.Option("--lr", envvar="MNIST_LR", help=f"Peak learning rate \\[default: {_LR_DEFAULTS}].", show_default=False),
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per step.", min=1, envvar="MNIST_BATCH_SIZE")] = D.batch_size,
-    model: Annotated[common.Model, typer.Option(envvar="MNIST_MODEL", help="Network: the walk-through's MLP or a small convnet.")] = common.Model(D.model),
-    hidden: Annotated[str, typer.Option(help="MLP hidden layer sizes, comma-separated.")] = cfg.format_hidden(D.hidden),
-    loss: Annotated[common.Loss, typer.Option(help="mse: the walk-through's squared error on logits; xent: cross-entropy.")] = common.Loss(D.loss),
-    optimizer: Annotated[common.Optimizer, typer.Option(help="Plain SGD, SGD with Nesterov momentum, Adam or AdamW.")] = common.Optimizer(D.optimizer),
-    schedule: Annotated[common.Schedule, typer.Option(help="Learning-rate schedule.")] = common.Schedule(D.schedule),
-    momentum: Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")] = D.momentum,
-    weight_decay: Annotated[float, typer.Option(help="Decoupled weight decay for --optimizer adamw.")] = D.weight_decay,
-    val_split: Annotated[float, typer.Option(help="Share of the training split held out for validation (0 for none).")] = D.val_split,
-    seed: Annotated[int, typer.Option(envvar="MNIST_SEED", help="Seed for weights, shuffling, validation split and augmentation.")] = D.seed,
-    precision: Annotated[common.Precision, typer.Option(envvar="MNIST_PRECISION", help="Compute precision; mixed-bf16 speeds the convnet up on CPUs with AVX512-BF16 or AMX (the small MLP is faster in float32), mixed-fp16 is for GPUs.")] = common.Precision(D.precision),
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts, rotations and zooms (and flips for fashion-mnist).")] = D.augment,
-    log_every: Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")] = D.log_every,
-    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")] = D.checkpoint_every,
-    keep_checkpoints: Annotated[int, typer.Option(help="How many recent checkpoints to keep.")] = D.keep_checkpoints,
+    epochs: EpochsOption = D.epochs,
+    lr: LrOption = None,
+    batch_size: BatchSizeOption = D.batch_size,
+    model: ModelOption = common.Model(D.model),
+    hidden: HiddenOption = cfg.format_hidden(D.hidden),
+    loss: LossOption = common.Loss(D.loss),
+    optimizer: OptimizerOption = common.Optimizer(D.optimizer),
+    schedule: ScheduleOption = common.Schedule(D.schedule),
+    momentum: MomentumOption = D.momentum,
+    weight_decay: WeightDecayOption = D.weight_decay,
+    val_split: ValSplitOption = D.val_split,
+    seed: SeedOption = D.seed,
+    precision: PrecisionOption = common.Precision(D.precision),
+    augment: AugmentOption = D.augment,
+    log_every: LogEveryOption = D.log_every,
+    checkpoint_every: CheckpointEveryOption = D.checkpoint_every,
+    keep_checkpoints: KeepCheckpointsOption = D.keep_checkpoints,
     run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory \\[default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
     runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=run_dirs.RUNS_DIR_ENV, file_okay=False)] = Path(run_dirs.DEFAULT_RUNS_ROOT),
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
@@ -216,32 +245,11 @@ def train(
     quiet: common.QuietOption = False,
 ) -> None:
     """Train a network on MNIST with a compiled GradientTape loop; defaults are the walk-through's recipe."""
-    values = {
-        "dataset": dataset.value,
-        "model": model.value,
-        "hidden": cfg.parse_hidden(hidden),
-        "loss": loss.value,
-        "optimizer": optimizer.value,
-        "lr": lr,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "schedule": schedule.value,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "val_split": val_split,
-        "seed": seed,
-        "precision": precision.value,
-        "augment": augment,
-        "log_every": log_every,
-        "checkpoint_every": checkpoint_every,
-        "keep_checkpoints": keep_checkpoints,
-        "recipe": recipe.value if recipe else None,
-    }
     # Precedence: defaults < --recipe < --config file < options given (or set in the environment).
     given = {
         **(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}),
         **(cfg.read_config_file(config_file) if config_file else {}),
-        **{name: values[name] for name in _GIVEN if _was_given(ctx, name)},
+        **given_hyperparameters(ctx, locals()),
     }
     config = TrainConfig(**given)
 

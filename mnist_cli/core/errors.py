@@ -18,6 +18,8 @@ DIVERGED = 8  # training produced a NaN or infinite loss
 BUSY = 9  # another process holds the run directory
 INPUT = 10  # some of the inputs to `predict` could not be read
 ADDRESS = 11  # `serve` cannot listen on the host and port (in use, not local, not allowed)
+STORAGE = 12  # `mnist tune`: the study's database cannot be reached or opened
+STUDY = 13  # `mnist tune`: the study exists with another search space or data set
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
@@ -99,3 +101,15 @@ class Interrupted(MnistError):
     """The user pressed Ctrl-C (or the process got SIGTERM); state was saved first."""
 
     exit_code = INTERRUPTED
+
+
+class StorageError(MnistError):
+    """A study database that cannot be reached, opened or written."""
+
+    exit_code = STORAGE
+
+
+class StudyMismatchError(MnistError):
+    """An existing study was created with another search space, model or data set."""
+
+    exit_code = STUDY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -25,6 +26,9 @@ LOCK_FILE = ".lock"
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 MODEL_FILE = "model.keras"
+# Written by `mnist tune`: a trial run stopped early by the pruner, and the folder holding a study's trials.
+STATUS_FILE = "status.json"
+STUDY_FILE = "study.json"
 DEFAULT_RUNS_ROOT = "runs"
 RUNS_DIR_ENV = "MNIST_RUNS_DIR"
 
@@ -35,6 +39,7 @@ __all__ = [
     "CheckpointState",
     "FINISHED",
     "INTERRUPTED",
+    "PRUNED",
     "RUNNING",
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
@@ -44,6 +49,8 @@ __all__ = [
     "MODEL_FILE",
     "RESULT_FILE",
     "RUNS_DIR_ENV",
+    "STATUS_FILE",
+    "STUDY_FILE",
     "RunSummary",
     "SORT_KEYS",
     "checkpoints_in",
@@ -270,6 +277,7 @@ FINISHED = "finished"
 INTERRUPTED = "interrupted"
 RUNNING = "running"
 BROKEN = "broken"
+PRUNED = "pruned"  # a `mnist tune` trial its pruner stopped; consistent, resumable like an interrupted run
 
 
 @dataclass(frozen=True)
@@ -438,7 +446,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         seconds=sum(seconds) if seconds else None,
     )
     if result is None:
-        return summary
+        return _pruned(run_dir, summary) if not running else summary
     epochs = result.get("epochs")
     if not history and isinstance(epochs, int) and not isinstance(epochs, bool):
         epochs_done: int | None = epochs
@@ -460,6 +468,18 @@ def summarize_run(run_dir: Path) -> RunSummary:
     )
 
 
+def _pruned(run_dir: Path, summary: RunSummary) -> RunSummary:
+    # A marker, not a missing result.json, tells a pruned trial from an interrupted run.
+    try:
+        marker = _load_object_file(run_dir / STATUS_FILE, dict)
+    except _Broken:
+        return summary
+    if marker is None or marker.get("status") != PRUNED:
+        return summary
+    reason = marker.get("reason")
+    return dataclasses.replace(summary, status=PRUNED, reason=reason if isinstance(reason, str) else None)
+
+
 def _sort_key(key: str) -> Any:
     def missing_last(value: float | None) -> tuple[bool, float]:
         return (value is None, -(value or 0.0))
@@ -471,6 +491,14 @@ def _sort_key(key: str) -> Any:
     if key == "val":
         return lambda run: (missing_last(run.best_val_accuracy), run.name)
     return lambda run: (run.started is None, -(run.started.timestamp() if run.started else 0.0), run.name)
+
+
+def _study_trials(study_dir: Path) -> list[RunSummary]:
+    try:
+        trials = sorted(path for path in study_dir.iterdir() if path.is_dir() and not path.name.startswith("."))
+    except OSError:
+        return []
+    return [dataclasses.replace(summary, name=f"{study_dir.name}/{summary.name}") for summary in map(summarize_run, trials)]
 
 
 def list_runs(root: Path, *, sort: str = "date") -> list[RunSummary]:
@@ -485,7 +513,14 @@ def list_runs(root: Path, *, sort: str = "date") -> list[RunSummary]:
     except OSError as exc:
         raise LocalIOError(f"cannot list {root}: {exc.strerror or exc}", "check the path and its permissions") from None
     # Hidden folders are not runs (editor and tool state, for example).
-    runs = [summarize_run(child) for child in children if child.is_dir() and not child.name.startswith(".")]
+    runs: list[RunSummary] = []
+    for child in children:
+        if not child.is_dir() or child.name.startswith("."):
+            continue
+        if (child / STUDY_FILE).is_file() and not (child / CONFIG_FILE).exists():
+            runs += _study_trials(child)  # a `mnist tune` study: its trials sit beside the other runs
+        else:
+            runs.append(summarize_run(child))
     return sorted(runs, key=_sort_key(sort))
 
 

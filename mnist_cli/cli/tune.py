@@ -1,0 +1,223 @@
+"""`mnist tune`: parse options into TuneSettings, run the study's workers, render the trials and the result."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from mnist_cli.cli import app, common
+from mnist_cli.cli import train as train_cli
+from mnist_cli.cli.download import DownloadReporter
+from mnist_cli.core import config as cfg
+from mnist_cli.core.config import TrainConfig
+from mnist_cli.core.errors import UsageError
+
+D = TrainConfig()
+_STATE_STYLE = {"complete": "green", "running": "cyan", "pruned": "magenta", "fail": "red", "waiting": "dim"}
+
+
+def _format_param(name: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{name}={value:.3g}"
+    return f"{name}={value}"
+
+
+def _params(row: Any) -> str:
+    return " ".join(_format_param(name, value) for name, value in sorted(row.params.items()))
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:.2%}" if value is not None else "-"
+
+
+def _best(rows: list[Any]) -> Any:
+    complete = [row for row in rows if row.state == "complete" and row.val_accuracy is not None]
+    return max(complete, key=lambda row: (row.val_accuracy, -row.number)) if complete else None
+
+
+class _TuneReporter:
+    """A live Rich table of the trials on a terminal; one plain line per trial change elsewhere."""
+
+    def __init__(self, console: Any, *, study: str, trials: int) -> None:
+        self.console = console
+        self.plain = common.plain_progress(console)
+        self.study = study
+        self.trials = trials
+        self.live: Live | None = None
+        self.seen: dict[int, tuple[str, int]] = {}
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[_TuneReporter]:
+        if self.plain:
+            yield self
+            return
+        with Live(self._render([]), console=self.console, refresh_per_second=2, transient=False) as live:
+            self.live = live
+            yield self
+
+    def __call__(self, rows: list[Any]) -> None:
+        if self.live is not None:
+            self.live.update(self._render(rows))
+            return
+        best = _best(rows)
+        for row in rows:
+            if row.state == "waiting" or (row.state == "running" and row.epochs is None):
+                continue  # queued, or its parameters are still being drawn
+            key = (row.state, row.epochs_done)
+            if self.seen.get(row.number) == key:
+                continue
+            self.seen[row.number] = key
+            epochs = f"epoch {row.epochs_done}/{row.epochs or '?'}"
+            mark = "  best so far" if best is not None and best.number == row.number and row.state == "complete" else ""
+            self.console.print(
+                f"trial {row.number} {row.state}  {epochs}  val {_percent(row.val_accuracy)}  {escape(_params(row))}{mark}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    def _render(self, rows: list[Any]) -> Group:
+        table = Table(title=f"study {escape(self.study)}: {self.trials} trials", title_justify="left")
+        for name in ("trial", "parameters", "epochs", "val acc", "state"):
+            table.add_column(name, justify="right" if name in ("trial", "epochs", "val acc") else "left")
+        for row in rows[-20:]:  # the most recent ones; the whole list is in --json and the study
+            style = _STATE_STYLE.get(row.state, "")
+            table.add_row(
+                str(row.number),
+                escape(_params(row)),
+                f"{row.epochs_done}/{row.epochs or '?'}",
+                _percent(row.val_accuracy),
+                f"[{style}]{row.state}[/]" if style else row.state,
+            )
+        best = _best(rows)
+        footer = f"best so far: trial {best.number}, val {_percent(best.val_accuracy)}  {escape(_params(best))}" if best else "best so far: -"
+        return Group(table, footer)
+
+
+def _summary(result: Any) -> Group:
+    table = Table(title=f"study {escape(result.study)}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("storage", escape(result.storage))
+    table.add_row("trials", ", ".join(f"{count} {state}" for state, count in result.counts.items()) or "none")
+    if result.best_trial is not None:
+        table.add_row("best trial", f"{result.best_trial}  {escape(result.best_run_dir or '')}")
+        table.add_row("parameters", escape(" ".join(_format_param(k, v) for k, v in sorted(result.best_params.items()))))
+        table.add_row("validation", f"accuracy {_percent(result.best_val_accuracy)}")
+        table.add_row("test", f"[bold]accuracy {_percent(result.best_test_accuracy)}[/]  (the best trial only; trials were chosen on validation)")
+        table.add_row("best config", f"{escape(result.best_config_file or '-')}   ·   mnist train --config {escape(result.best_config_file or '')}")
+    parts: list[Any] = [table]
+    if result.importances:
+        importances = Table(title=f"parameter importances ({result.importance_method})", title_justify="left")
+        importances.add_column("parameter")
+        importances.add_column("importance", justify="right")
+        for name, value in result.importances.items():
+            importances.add_row(escape(name), f"{value:.3f}")
+        parts.append(importances)
+    return Group(*parts)
+
+
+@app.command()
+@common.handles_errors
+def tune(
+    ctx: typer.Context,
+    model: train_cli.ModelOption = common.Model(D.model),
+    dataset: common.DatasetOption = common.Dataset(D.dataset),
+    data_dir: common.DataDirOption = None,
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold in all (over every worker and machine).", min=1)] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Start no new trial after this many seconds.", show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials at once on this machine, each in its own process with its share of the cores.", min=1)] = 1,
+    study: Annotated[Optional[str], typer.Option(help="Study name: the same name (and --storage) continues or shares a study \\[default: <dataset>-<model>].", show_default=False)] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(help="Optuna storage URL, e.g. postgresql://user:pass@host/db \\[default: sqlite:///<runs-root>/<study>.db].", envvar="MNIST_TUNE_STORAGE", show_default=False),
+    ] = None,
+    space_file: Annotated[Optional[Path], typer.Option("--space", help="Search space as a TOML file (see the README) \\[default: the model's built-in space].", dir_okay=False, show_default=False)] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where the study's folder of trial runs is made.", envvar=train_cli.RUNS_ROOT_ENV, file_okay=False)] = Path("runs"),
+    # Any `mnist train` hyperparameter fixes that field for every trial (and takes it out of the space).
+    epochs: train_cli.EpochsOption = D.epochs,
+    lr: train_cli.LrOption = None,
+    batch_size: train_cli.BatchSizeOption = D.batch_size,
+    hidden: train_cli.HiddenOption = cfg.format_hidden(D.hidden),
+    loss: train_cli.LossOption = common.Loss(D.loss),
+    optimizer: train_cli.OptimizerOption = common.Optimizer(D.optimizer),
+    schedule: train_cli.ScheduleOption = common.Schedule(D.schedule),
+    momentum: train_cli.MomentumOption = D.momentum,
+    weight_decay: train_cli.WeightDecayOption = D.weight_decay,
+    val_split: train_cli.ValSplitOption = D.val_split,
+    seed: train_cli.SeedOption = D.seed,
+    precision: train_cli.PrecisionOption = common.Precision(D.precision),
+    augment: train_cli.AugmentOption = D.augment,
+    log_every: train_cli.LogEveryOption = D.log_every,
+    checkpoint_every: train_cli.CheckpointEveryOption = D.checkpoint_every,
+    keep_checkpoints: train_cli.KeepCheckpointsOption = D.keep_checkpoints,
+    json_output: common.JsonOption = False,
+    quiet: common.QuietOption = False,
+) -> None:
+    """Search hyperparameters with Optuna: each trial is an ordinary run under runs/<study>/, chosen on validation accuracy.
+
+    --seed also seeds the sampler. Several `mnist tune` with the same --study and --storage share the study and together run exactly --trials trials.
+    """
+    from mnist_cli.tuning import space as spaces
+
+    given = train_cli.given_hyperparameters(ctx, locals())
+    space = spaces.read_space(space_file) if space_file else spaces.default_space(model.value)
+    fixed_names = set(given) - {"dataset", "model"}
+    fixed = TrainConfig(**given).to_dict()
+    # The study is defined by what is fixed: the data set, the model, the seed and the options given.
+    fixed = {name: value for name, value in fixed.items() if name in given or name in ("dataset", "model", "seed")}
+    space = space.without(fixed_names)
+    if not space.params:
+        raise UsageError("every parameter of the search space is fixed by an option", "leave at least one to search")
+
+    from mnist_cli.data.download import ensure_dataset
+    from mnist_cli.tuning import pool, study as studies
+
+    name = study or f"{dataset.value}-{model.value}"
+    downloads = None if quiet else DownloadReporter(common.err)
+    with downloads.live() if downloads else contextlib.nullcontext():
+        directory = ensure_dataset(dataset.value, data_dir, on_event=downloads)
+    settings = studies.TuneSettings(
+        study=name,
+        storage=storage or studies.default_storage(runs_root, name),
+        trials=trials,
+        space=space,
+        fixed=fixed,
+        data_path=str(Path(directory).resolve()),
+        runs_root=str(runs_root.resolve()),
+        timeout=timeout,
+        jobs=jobs,
+        deadline=time.time() + timeout if timeout else None,
+    )
+    if not storage:
+        try:
+            runs_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from mnist_cli.core.fileio import io_error
+
+            raise io_error(exc, f"creating {runs_root}") from None
+    studies.prepare(settings)
+    if not quiet:
+        common.err.print(
+            f"study {escape(name)} in {escape(studies.redact(settings.storage))}: {trials} trials, {jobs} at a time, "
+            f"searching {escape(', '.join(space.names))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    reporter = None if quiet else _TuneReporter(common.err, study=name, trials=trials)
+    started = time.perf_counter()
+    with reporter.running() if reporter else contextlib.nullcontext():
+        pool.run_pool(settings, on_progress=reporter)
+    result = studies.summarize(settings, seconds=time.perf_counter() - started)
+    if json_output:
+        common.print_json(result.to_dict())
+    else:
+        common.out.print(_summary(result))

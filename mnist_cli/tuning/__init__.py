@@ -1,0 +1,1 @@
+"""Hyperparameter search (`mnist tune`) on Optuna: spaces, the study, and its worker processes."""
