@@ -18,6 +18,7 @@ from mnist_cli.cli import app, common
 from mnist_cli.cli import train as train_cli
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core import config as cfg
+from mnist_cli.core import runs as run_dirs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import UsageError
 
@@ -141,7 +142,7 @@ def tune(
         typer.Option(help="Optuna storage URL, e.g. postgresql://user:pass@host/db \\[default: sqlite:///<runs-root>/<study>.db].", envvar="MNIST_TUNE_STORAGE", show_default=False),
     ] = None,
     space_file: Annotated[Optional[Path], typer.Option("--space", help="Search space as a TOML file (see the README) \\[default: the model's built-in space].", dir_okay=False, show_default=False)] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where the study's folder of trial runs is made.", envvar=train_cli.RUNS_ROOT_ENV, file_okay=False)] = Path("runs"),
+    runs_root: Annotated[Path, typer.Option(help="Where the study's folder of trial runs is made.", envvar=run_dirs.RUNS_DIR_ENV, file_okay=False)] = Path(run_dirs.DEFAULT_RUNS_ROOT),
     # Any `mnist train` hyperparameter fixes that field for every trial (and takes it out of the space).
     epochs: train_cli.EpochsOption = D.epochs,
     lr: train_cli.LrOption = None,
