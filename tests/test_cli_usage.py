@@ -15,7 +15,7 @@ from mnist_cli.cli import app
 from mnist_cli.core.errors import USAGE
 
 runner = CliRunner()
-COMMANDS = ("download", "train", "evaluate", "predict", "show", "runs", "export")
+COMMANDS = ("download", "train", "evaluate", "predict", "show", "runs", "export", "serve", "tune")
 
 
 @functools.cache

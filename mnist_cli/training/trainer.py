@@ -92,7 +92,7 @@ def fit(
         # Checkpoint saves turn a full disk into their own error first; what is left is memory.
         raise LocalIOError(
             f"out of memory while training {config.model} (batch {config.batch_size}, layers {format_hidden(config.hidden)})",
-            "lower --batch-size or --hidden, or close what else uses the memory; then resume with --resume",
+            f"lower --batch-size or --hidden, or close what else uses the memory; then resume with: mnist train --run-dir {run_dir} --resume",
         ) from None
 
 
