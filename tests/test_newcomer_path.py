@@ -20,6 +20,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
+from mnist_cli.core import config as cfg
 from mnist_cli.core import rundata, runs
 from mnist_cli.core.errors import BUSY, USAGE
 from mnist_cli.training.events import Layer, NetworkBuilt, TrainResult
@@ -52,10 +53,13 @@ def test_a_run_carries_its_data_recipe_and_network_to_the_commands_after_it(tmp_
     )
     assert trained.exit_code == 0, trained.output
     # The network, as the walk-through's summary() shows it, before the first step.
-    assert "network mlp" in trained.stderr and "dense_1" in trained.stderr and "335,114" in trained.stderr
+    # The fast recipe's MLP: 784 inputs, its hidden layers, 10 outputs, each layer with its biases.
+    sizes = (784, *cfg.recipe("fast")["hidden"], 10)
+    params = sum((inputs + 1) * outputs for inputs, outputs in zip(sizes, sizes[1:]))
+    assert "network mlp" in trained.stderr and "dense_1" in trained.stderr and f"{params:,}" in trained.stderr
     assert trained.stderr.index("network mlp") < trained.stderr.index("epoch 1/1")
     result = json.loads((run / runs.RESULT_FILE).read_text())
-    assert result["params"] == 335_114
+    assert result["params"] == params
     assert json.loads((run / "config.json").read_text())["recipe"] == "fast"
     recorded = rundata.read(run)
     assert recorded is not None and recorded.dataset == "mnist" and recorded.data_dir == data.absolute()
@@ -73,14 +77,15 @@ def test_a_run_carries_its_data_recipe_and_network_to_the_commands_after_it(tmp_
     assert "is finished: it trained all 1 of its epochs" in finished.stderr and "--epochs 2" in finished.stderr
     resumed = _invoke(tmp_path, "train", "--run-dir", str(run), "--resume", "--epochs", "2", "--json", "--quiet")
     assert resumed.exit_code == 0, resumed.output
-    assert json.loads(resumed.stdout)["epochs"] == 2 and json.loads(resumed.stdout)["params"] == 335_114
+    assert json.loads(resumed.stdout)["epochs"] == 2 and json.loads(resumed.stdout)["params"] == params
 
     # mnist runs shows the recipe, --augment and the parameter count.
     listed = _invoke(tmp_path, "runs", "--root", str(run.parent), "--json")
     (entry,) = json.loads(listed.stdout)
-    assert (entry["recipe"], entry["augment"], entry["params"]) == ("fast", False, 335_114)
+    augment = cfg.recipe("fast").get("augment", False)
+    assert (entry["recipe"], entry["augment"], entry["params"]) == ("fast", augment, params)
     table = _invoke(tmp_path, "runs", "--root", str(run.parent))
-    assert re.search(r"first .* fast .* no +335,114", table.stdout), table.stdout
+    assert re.search(rf"first .* fast .* {'yes' if augment else 'no'} +{params:,}", table.stdout), table.stdout
 
     # A second training on the run while one holds it: busy (9), before "already holds a run" (2).
     with filelock.FileLock(str(run / runs.LOCK_FILE)):
