@@ -260,7 +260,7 @@ def test_pictures_people_make_are_read_about_as_well_as_mnist(real_mnist_dir: Pa
     for index in range(150):
         name, make = kinds[index % len(kinds)]
         make(images[index], seed=index).save(photos / f"{index:03d}-{name}.png")
-    entries = predict_json(str(photos), "-c", str(run_dir))
+    entries = predict_json(str(photos), "--checkpoint", str(run_dir))
     assert not any("error" in entry for entry in entries), [entry for entry in entries if "error" in entry][:3]
     for k, (name, _) in enumerate(kinds):
         read = np.array([entry["prediction"] for entry in entries[k :: len(kinds)]])
