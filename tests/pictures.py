@@ -282,6 +282,12 @@ def squared_paper(digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (
     return _on_lined_paper(digit, np.random.default_rng(seed), size, squared=True)
 
 
+def page_drawing(digit: np.ndarray, *, seed: int = 0) -> bytes:
+    """What `mnist serve`'s page sends: the 280x280 canvas, dark anti-aliased strokes on flat white, as PNG."""
+    del seed  # a canvas has no noise
+    return encode(Image.fromarray(255 - digit).resize((280, 280), Image.Resampling.BILINEAR), "PNG")
+
+
 # Every picture maker that starts from an MNIST digit, by name, for tests that loop over them.
 VARIANTS: dict[str, Callable[..., Image.Image]] = {
     "photographed": photographed,

@@ -12,7 +12,8 @@ photo, scan, drawing-app export or typed digit:
    of the cells around each, or a cubic surface fitted to the page where that fits better)
    and divide it out, so a page lit from one side, dark corners or a shadow do not hide
    the digit; then refine the paper as a smooth surface without the ink and remove it,
-   with the noise floor measured on the paper;
+   with the noise floor measured on the paper (a drawing whose paper is one exact colour,
+   as a canvas or paint program makes it, needs neither estimate);
 4. erase thin straight lines that cross the whole picture (ruled or squared paper, a
    margin, tilted by up to 2 degrees), keeping the ink of strokes that cross them;
 5. keep the digit (connected ink, ignoring specks), crop to its bounding box;
@@ -73,6 +74,7 @@ _LINE_SPAN = 0.6  # share of the picture a printed line crosses, at least
 _LINE_EDGE = 0.15  # ... reaching into both outer 15% strips
 _LINE_WIDTH = 0.02  # thickest line removed, as a share of the picture (at least 3 pixels)
 _LINE_TILTS = np.tan(np.radians(np.arange(-2.0, 2.01, 0.25)))
+_FLAT_SHARE = 0.5  # share of pixels exactly the paper's colour that marks a digital drawing's flat paper
 _THIN = 1.2  # below MNIST's 1st percentile (1.4 measured the same way): thicken before scaling down
 
 
@@ -301,10 +303,13 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
         ]
     )
     paper = np.median(border, axis=0).astype(np.float32)
+    # A digital drawing (the serve page's canvas, a paint program) has paper of one exact
+    # colour: its lighting needs no estimate, which is most of the work below.
+    flat = _flat_paper(pixels, paper)
     # The paper's lighting (a lamp to one side, dark corners, a shadow) is estimated first and
     # divided out, so ink in the dark half of a page counts as much as ink in the light half.
-    lit = _background(pixels)
-    first = _distance(pixels, lit) * _gain(lit)
+    lit = np.broadcast_to(paper, pixels.shape) if flat else _background(pixels)
+    first = _distance(pixels, lit) if flat else _distance(pixels, lit) * _gain(lit)
     rough = first > max(_MIN_CONTRAST, 6.0 * float(np.median(first)))
     if rough.sum() < 4:
         raise _no_digit()
@@ -318,8 +323,11 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
     light_mass = float(first[rough & ~darker].sum())
     dark_ink = dark_mass * math.exp((paper_lum - 128.0) / 32.0) >= light_mass
 
-    surface = _paper_surface(pixels, ~_dilate(rough, 2), paper)
-    dist = _distance(pixels, surface) * _gain(surface)
+    if flat:
+        surface, dist = lit, first
+    else:
+        surface = _paper_surface(pixels, ~_dilate(rough, 2), paper)
+        dist = _distance(pixels, surface) * _gain(surface)
     lighter = lum - _luminance(surface)
     # Specks on the wrong side of the paper (glare on dark ink paper, dust on a black screen) are not ink.
     toward_ink = -lighter if dark_ink else lighter
@@ -332,6 +340,11 @@ def _ink(pixels: np.ndarray) -> np.ndarray:
     full = float(np.percentile(dist[strong], 90))
     floor = min(max(4.0 * noise, _FLOOR * full), 0.5 * full)
     return np.clip((dist - floor) / (full - floor), 0.0, 1.0).astype(np.float32)
+
+
+def _flat_paper(pixels: np.ndarray, paper: np.ndarray) -> bool:
+    """Whether most pixels are exactly the paper's colour: true of drawings, never of photos or scans (sensor noise)."""
+    return bool(np.all(pixels == paper, axis=-1).mean() >= _FLAT_SHARE)
 
 
 def _background(pixels: np.ndarray) -> np.ndarray:
@@ -496,8 +509,12 @@ def _remove_rows(ink: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(ink >= _LINE_INK)
     if width < 32 or len(ys) < width * _LINE_SPAN:
         return ink
-    columns = np.arange(width)
     edge = max(1, round(_LINE_EDGE * width))
+    # A line leaves at least half an edge strip's width of ink in each strip; a digit in the
+    # middle of the picture leaves none, and the search over tilts below is skipped.
+    if min(int((xs < edge).sum()), int((xs >= width - edge).sum())) < 0.5 * edge:
+        return ink
+    columns = np.arange(width)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     # On a narrow picture several tilts round to the same shifts; each is tried once.
     shifts = {tuple(shift): shift for shift in (np.round(tilt * columns).astype(np.int64) for tilt in _LINE_TILTS)}
