@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,29 @@ def tiny_data_dir(tmp_path: Path) -> Path:
     """A --data-dir whose mnist/ holds a tiny learnable data set."""
     write_tiny_dataset(tmp_path / "data" / "mnist")
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_run_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of `mnist train --epochs 2 --log-every 5` on the tiny data set, trained once per session; use `tiny_run`."""
+    from typer.testing import CliRunner
+
+    from mnist_cli.cli import app
+
+    data_dir = tmp_path_factory.mktemp("tiny-run-data")
+    write_tiny_dataset(data_dir / "mnist")
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "tiny"
+    result = CliRunner().invoke(
+        app, ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "2", "--log-every", "5", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_run_once: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A module's own copy of the session's tiny run (commands may cache files in a run)."""
+    return Path(shutil.copytree(tiny_run_once, tmp_path_factory.mktemp("runs") / "tiny"))
 
 
 def _required_dir(path: Path | None, what: str) -> Path:

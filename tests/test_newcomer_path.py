@@ -44,6 +44,7 @@ def _invoke(tmp_path: Path, *args: str, env: dict[str, str | None] | None = None
     return runner.invoke(app, list(args), env={**_offline_env(tmp_path), **(env or {})})
 
 
+@pytest.mark.slow  # train, then every command its next: lines name
 def test_a_run_carries_its_data_recipe_and_network_to_the_commands_after_it(tmp_path: Path) -> None:
     data = tmp_path / "my data"
     write_tiny_dataset(data / "mnist")

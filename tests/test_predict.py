@@ -19,7 +19,6 @@ from mnist_cli.inference import evaluation, loading
 from mnist_cli.cli import app
 from mnist_cli.data import DATASETS, load_split
 from mnist_cli.core.errors import INPUT, MODEL, USAGE
-from conftest import write_tiny_dataset
 
 
 def invoke(*args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> Any:
@@ -29,15 +28,10 @@ def invoke(*args: str, input: bytes | None = None, env: dict[str, str] | None = 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(tiny_run: Path) -> Path:
     """A run that reads the tiny data set's digits (a bar at row 3 + 2 * label) perfectly."""
-    data_dir = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(data_dir / "mnist")
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    result = invoke("train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "2", "--log-every", "5", "--quiet")
-    assert result.exit_code == 0, result.stderr
-    assert json.loads((run_dir / "result.json").read_text())["test_accuracy"] == 1.0
-    return run_dir
+    assert json.loads((tiny_run / "result.json").read_text())["test_accuracy"] == 1.0
+    return tiny_run
 
 
 def bar_digit(label: int) -> np.ndarray:

@@ -142,6 +142,7 @@ def test_without_verbose_nothing_is_said_about_the_engine(run: Path, folder: Pat
     assert result.stderr.strip() == ""
 
 
+@pytest.mark.slow  # two trainings and two conversions
 def test_a_newer_checkpoint_never_uses_the_cached_model_of_an_older_one(run: Path, folder: Path, data_dir: Path) -> None:
     predict(run, folder)
     (old,) = cached_models(run)
@@ -169,7 +170,11 @@ def test_an_edited_checkpoint_or_config_gets_a_new_key(run: Path) -> None:
     assert litert.cache_key(target) != key
 
 
-@pytest.mark.parametrize("damage", ["flipped bytes", "truncated", "foreign file, digest forged", "sidecar garbage"])
+# One kind of damage in the quick loop; each costs a conversion.
+@pytest.mark.parametrize(
+    "damage",
+    ["flipped bytes", *(pytest.param(damage, marks=pytest.mark.slow) for damage in ("truncated", "foreign file, digest forged", "sidecar garbage"))],
+)
 def test_a_corrupt_cached_model_is_never_used_and_is_rebuilt(run: Path, folder: Path, damage: str) -> None:
     reference, _ = predict(run, folder, "--engine", "tensorflow")
     predict(run, folder)
@@ -246,6 +251,7 @@ def test_a_run_where_the_cache_cannot_be_written_is_predicted_with_tensorflow(ru
 # --------------------------------------------------------------------------- same answers, every network and precision
 
 
+@pytest.mark.slow  # a training and a conversion for each
 @pytest.mark.parametrize(
     ("model", "precision"),
     [("mlp", "mixed-fp16"), ("cnn", "float32"), ("cnn", "mixed-bf16")],

@@ -186,6 +186,7 @@ def test_a_waiting_download_takes_over_when_the_lock_holder_is_killed(tmp_path: 
 # A full disk ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real tmpfs, three download processes
 def test_full_disk_on_a_real_small_filesystem_keeps_the_verified_files(tmp_path: Path) -> None:
     tiny = _make_tiny(())
     launch = tiny_registry_command(tiny.spec, tmp_path)

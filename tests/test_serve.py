@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 import signal
@@ -24,11 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 import pictures
-from conftest import write_tiny_dataset
 from mnist_cli.cli import app
 from mnist_cli.core.errors import ADDRESS, MODEL, USAGE
 from mnist_cli.serving.batching import Batcher
-from serving import REPO, ServerProcess, free_port, raw_request, read_answer
+from serving import REPO, ServerProcess, raw_request, read_answer
 
 BODY_TIMEOUT = 3  # seconds, short so that the trickling client is cut off quickly
 MAX_BODY_MB = 1
@@ -47,15 +45,8 @@ def png(image: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(data_dir / "mnist")
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    result = CliRunner().invoke(
-        app, ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "2", "--log-every", "5", "--quiet"]
-    )
-    assert result.exit_code == 0, result.stderr
-    return run_dir
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

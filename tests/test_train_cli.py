@@ -110,6 +110,7 @@ def test_help_imports_neither_tensorflow_nor_numpy() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # a real `mnist train` process
 def test_tensorflow_start_up_noise_does_not_reach_the_terminal(tmp_path: Path, tiny_data_dir: Path) -> None:
     env = {**os.environ, "MNIST_RUNS_DIR": str(tmp_path / "runs")}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -151,6 +152,7 @@ def test_convnet_with_adam_reaches_97_5_percent_on_real_mnist(tmp_path: Path, re
     assert json.loads(result.stdout)["test_accuracy"] >= 0.975
 
 
+@pytest.mark.slow  # two trainings
 def test_config_file_then_options_override_it(tmp_path: Path, tiny_data_dir: Path) -> None:
     toml = tmp_path / "small.toml"
     toml.write_text('epochs = 1\nbatch-size = 64\nhidden = [32, 16]\noptimizer = "adam"\n')
@@ -185,6 +187,7 @@ def test_environment_variables_set_common_options(tmp_path: Path, tiny_data_dir:
     assert (saved["epochs"], saved["batch_size"]) == (1, 64)
 
 
+@pytest.mark.slow  # a convnet training
 def test_recipe_sets_hyperparameters_and_options_override_it(tmp_path: Path, tiny_data_dir: Path) -> None:
     result = _train(tmp_path, tiny_data_dir, "--recipe", "accurate", "--epochs", "1", "--json")
     assert result.exit_code == 0, result.output

@@ -188,6 +188,7 @@ def test_a_study_made_with_another_space_is_refused_and_kept(tune_dirs: tuple[Pa
 # --------------------------------------------------------------------------- pruning
 
 
+@pytest.mark.slow  # a real trial, trained to its first report
 def test_a_pruned_trial_leaves_a_consistent_run_marked_pruned(tune_dirs: tuple[Path, Path, Path]) -> None:
     import optuna
 
@@ -236,6 +237,7 @@ def _two_processes_share_a_study(data: Path, root: Path, space: Path, storage: s
     return trials
 
 
+@pytest.mark.slow  # two worker processes, each importing TensorFlow
 def test_two_processes_share_a_study_on_sqlite(tune_dirs: tuple[Path, Path, Path]) -> None:
     data, root, space = tune_dirs
     root.mkdir()
@@ -302,12 +304,14 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow  # two worker processes, each importing TensorFlow
 def test_two_processes_share_a_study_on_postgresql(tune_dirs: tuple[Path, Path, Path], postgres_url: str) -> None:
     data, root, space = tune_dirs
     study = f"pg-{os.getpid()}-{time.time_ns()}"  # a server from .ci/run may outlive one test session
     _two_processes_share_a_study(data, root, space, postgres_url, study)
 
 
+@pytest.mark.slow  # two worker processes, each importing TensorFlow
 def test_a_worker_killed_with_kill_9_leaves_its_trial_failed_and_the_study_goes_on(tune_dirs: tuple[Path, Path, Path]) -> None:
     data, root, space = tune_dirs
     root.mkdir()
