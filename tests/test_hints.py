@@ -32,6 +32,8 @@ _REACH = {
     "tuning/": {"tune"},
     "core/config.py": {"train"},
     "core/runs.py": {"runs", "train", "evaluate", "predict", "export"},
+    "core/listing.py": {"runs"},
+    "core/checkpoint_state.py": {"train", "evaluate", "predict", "export", "serve"},
     "core/fileio.py": _ALL,
     "inference/loading.py": {"evaluate", "predict", "export", "serve"},
     "inference/evaluation.py": {"evaluate", "predict"},

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from mnist_cli.cli import app
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import USAGE, LocalIOError, ModelError
-from mnist_cli.core.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, RUNS_DIR_ENV, latest_run, list_runs
+from mnist_cli.core.listing import list_runs
+from mnist_cli.core.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, RUNS_DIR_ENV, latest_run
 
 
 def _epoch(epoch: int, val_accuracy: float | None, seconds: float = 10.0) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import IN_CI, write_tiny_dataset
 from mnist_cli.cli import app
-from mnist_cli.core import runs
+from mnist_cli.core import listing, runs
 from mnist_cli.core.errors import STORAGE, STUDY, USAGE, UsageError
 from mnist_cli.tuning import space as spaces
 
@@ -212,8 +212,8 @@ def test_a_pruned_trial_leaves_a_consistent_run_marked_pruned(tune_dirs: tuple[P
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
     run_dir = Path(trial.user_attrs["run_dir"])
-    summary = runs.summarize_run(run_dir)
-    assert summary.status == runs.PRUNED and summary.epochs_done == 1 and "after epoch 1" in summary.reason
+    summary = listing.summarize_run(run_dir)
+    assert summary.status == listing.PRUNED and summary.epochs_done == 1 and "after epoch 1" in summary.reason
     assert not (run_dir / runs.RESULT_FILE).exists()
     assert any((run_dir / runs.CHECKPOINTS_DIR).iterdir())  # resumable with `mnist train --resume`
 
@@ -243,9 +243,9 @@ def test_two_processes_share_a_study_on_sqlite(tune_dirs: tuple[Path, Path, Path
     root.mkdir()
     # One of the two runs two workers itself (--jobs 2): three workers share the study.
     _two_processes_share_a_study(data, root, space, f"sqlite:///{root.resolve()}/shared.db", "shared", jobs=2)
-    listed = {run.name: run for run in runs.list_runs(root)}
+    listed = {run.name: run for run in listing.list_runs(root)}
     assert {name for name in listed if name.startswith("shared/")} == {"shared/trial-0000", "shared/trial-0001", "shared/trial-0002"}
-    assert all(run.status == runs.FINISHED for run in listed.values())
+    assert all(run.status == listing.FINISHED for run in listed.values())
     # Run again as it was made, the finished study reports itself ("running it again continues it").
     again = runner.invoke(app, [*_tune_args(data, root, space, "--study", "shared", "--trials", "3"), "--json"])
     assert again.exit_code == 0, again.output

@@ -11,11 +11,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from mnist_cli.core import listing
 from mnist_cli.core import runs as run_dirs
 from mnist_cli.cli import app, common
 from mnist_cli.core.config import TrainConfig
 
-Sort = enum.Enum("Sort", {name: name for name in run_dirs.SORT_KEYS}, type=str)
+Sort = enum.Enum("Sort", {name: name for name in listing.SORT_KEYS}, type=str)
 
 RootOption = Annotated[
     Optional[Path],
@@ -34,11 +35,11 @@ SortOption = Annotated[
     ),
 ]
 _STATUS_STYLE = {
-    run_dirs.FINISHED: "green",
-    run_dirs.RUNNING: "cyan",
-    run_dirs.INTERRUPTED: "yellow",
-    run_dirs.PRUNED: "magenta",
-    run_dirs.BROKEN: "bold red",
+    listing.FINISHED: "green",
+    listing.RUNNING: "cyan",
+    listing.INTERRUPTED: "yellow",
+    listing.PRUNED: "magenta",
+    listing.BROKEN: "bold red",
 }
 
 
@@ -58,7 +59,7 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def _epochs(run: run_dirs.RunSummary) -> str:
+def _epochs(run: listing.RunSummary) -> str:
     if run.epochs_planned is None:
         return "-"
     return f"{run.epochs_done if run.epochs_done is not None else '?'}/{run.epochs_planned}"
@@ -89,7 +90,7 @@ def _setting_cells(config: TrainConfig | None) -> list[str]:
     ]
 
 
-def _wide_table(summaries: list[run_dirs.RunSummary]) -> Table:
+def _wide_table(summaries: list[listing.RunSummary]) -> Table:
     """One column per setting: for wide terminals, pipes and files."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("run", "started", "status", *_SETTINGS):
@@ -101,7 +102,7 @@ def _wide_table(summaries: list[run_dirs.RunSummary]) -> Table:
     return table
 
 
-def _compact_table(summaries: list[run_dirs.RunSummary]) -> Table:
+def _compact_table(summaries: list[listing.RunSummary]) -> Table:
     """The settings (data, model, optimizer, lr, batch, loss, schedule) dim under the run's name: fits 80 columns."""
     # No box: its 3-character column separators would push the table past 80 columns.
     table = Table(box=None, pad_edge=False, header_style="bold underline")
@@ -117,24 +118,24 @@ def _compact_table(summaries: list[run_dirs.RunSummary]) -> Table:
     return table
 
 
-def _params(run: run_dirs.RunSummary) -> str:
+def _params(run: listing.RunSummary) -> str:
     params = getattr(run, "params", None)
     return f"{params:,}" if params is not None else "-"
 
 
-def _started(run: run_dirs.RunSummary) -> str:
+def _started(run: listing.RunSummary) -> str:
     return run.started.strftime("%Y-%m-%d %H:%M") if run.started else "-"
 
 
-def _status(run: run_dirs.RunSummary) -> str:
+def _status(run: listing.RunSummary) -> str:
     return f"[{_STATUS_STYLE[run.status]}]{run.status}[/]"
 
 
-def _figures(run: run_dirs.RunSummary) -> list[str]:
+def _figures(run: listing.RunSummary) -> list[str]:
     return [_epochs(run), _percent(run.best_val_accuracy), _percent(run.test_accuracy), _duration(run.seconds)]
 
 
-def _print_table(summaries: list[run_dirs.RunSummary]) -> None:
+def _print_table(summaries: list[listing.RunSummary]) -> None:
     console = common.out
     if not console.is_terminal:
         # In a pipe or a file, one line per run reads and greps better than wrapped cells.
@@ -157,7 +158,7 @@ def runs_command(
     A run is "running" while a training holds its lock, "interrupted" when it stopped before the end, "pruned" when `mnist tune` stopped it early, "broken" when its files cannot be read (the reason is printed under the table).
     """
     folder = run_dirs.runs_root(root)
-    summaries = run_dirs.list_runs(folder, sort=sort.value)
+    summaries = listing.list_runs(folder, sort=sort.value)
     if json_output:
         common.print_json([run.to_dict() for run in summaries])
         return
@@ -171,6 +172,6 @@ def runs_command(
         return
     _print_table(summaries)
     for run in summaries:
-        if run.status == run_dirs.BROKEN:
+        if run.status == listing.BROKEN:
             reason = common.safe(run.reason or "unreadable")
             common.out.print(f"[bold red]{common.safe(run.name)}[/]: {reason}", highlight=False, soft_wrap=True)

@@ -1,22 +1,22 @@
-"""Run directories: their file names, the most recent run, and a summary of each run under a root."""
+"""Run directories: their file names, the most recent run, a training's run directory and lock, and reading run files.
+
+`listing.py` summarises every run under a root for `mnist runs`; `checkpoint_state.py` reads
+the state files of checkpoint folders.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
 import os
-import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
-from mnist_cli.core.errors import BusyError, LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.core.errors import BusyError, LocalIOError, ModelError, UsageError
 from mnist_cli.core.fileio import atomic_write_text
 from mnist_cli.core.safeio import UnsafeFile, read_json
 
@@ -34,13 +34,6 @@ RUNS_DIR_ENV = "MNIST_RUNS_DIR"
 
 __all__ = [
     "BEST_DIR",
-    "BROKEN",
-    "CHECKPOINT_STATE",
-    "CheckpointState",
-    "FINISHED",
-    "INTERRUPTED",
-    "PRUNED",
-    "RUNNING",
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
     "DEFAULT_RUNS_ROOT",
@@ -51,16 +44,15 @@ __all__ = [
     "RUNS_DIR_ENV",
     "STATUS_FILE",
     "STUDY_FILE",
-    "RunSummary",
-    "SORT_KEYS",
-    "checkpoints_in",
+    "BrokenRunFile",
+    "count_or_none",
     "latest_run",
-    "list_runs",
     "load_history",
     "new_run_dir",
-    "read_checkpoint_state",
+    "read_run_file",
     "resolve_run",
     "run_lock",
+    "run_started",
     "run_subdir",
     "runs_root",
     "write_json",
@@ -181,10 +173,10 @@ def _refuse_if_busy(run_dir: Path) -> None:
 def _finished_epochs(run_dir: Path) -> int | None:
     """The epochs a finished run trained (from result.json), or None when it has not finished."""
     try:
-        result = _load_object_file(run_dir / RESULT_FILE, dict)
-    except _Broken:
+        result = read_run_file(run_dir / RESULT_FILE, dict)
+    except BrokenRunFile:
         return None
-    return _count(result.get("epochs")) if result else None
+    return count_or_none(result.get("epochs")) if result else None
 
 
 @contextlib.contextmanager
@@ -240,15 +232,15 @@ def _check_history(history: list[Any]) -> list[dict[str, Any]]:
     for index, entry in enumerate(history):
         where = f"{HISTORY_FILE} entry {index + 1}"
         if not isinstance(entry, dict):
-            raise _Broken(f"{where} is not an object")
+            raise BrokenRunFile(f"{where} is not an object")
         for name, integer, nullable in _HISTORY_FIELDS:
             value = entry.get(name)
             if value is None and nullable and name in entry:
                 continue
             if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or value < 0:
-                raise _Broken(f"{where}: {name!r} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
+                raise BrokenRunFile(f"{where}: {name!r} must be a non-negative {'integer' if integer else 'number'}, got {value!r}")
         if entry["epoch"] != index + 1:
-            raise _Broken(f"{where} is for epoch {entry['epoch']}, expected {index + 1}")
+            raise BrokenRunFile(f"{where} is for epoch {entry['epoch']}, expected {index + 1}")
     return history
 
 
@@ -256,9 +248,9 @@ def load_history(run_dir: Path) -> list[dict[str, Any]]:
     """A run's history.json, checked entry by entry ([] when there is none); ModelError when damaged."""
     run_dir = Path(run_dir)
     try:
-        history = _load_object_file(run_dir / HISTORY_FILE, list)
+        history = read_run_file(run_dir / HISTORY_FILE, list)
         return [] if history is None else _check_history(history)
-    except _Broken as exc:
+    except BrokenRunFile as exc:
         raise ModelError(
             f"{run_dir}{os.sep}{exc}",  # the reason starts with the file's name
             "restore it from a backup, or move it away to resume without the per-epoch log",
@@ -268,65 +260,6 @@ def load_history(run_dir: Path) -> list[dict[str, Any]]:
 def write_json(path: Path, payload: Any) -> None:
     """Write a run file atomically; NaN has no place in JSON, so it is refused rather than written."""
     atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False, default=str) + "\n")
-
-
-# --------------------------------------------------------------------------- listing
-
-SORT_KEYS = ("date", "test", "val", "name")
-FINISHED = "finished"
-INTERRUPTED = "interrupted"
-RUNNING = "running"
-BROKEN = "broken"
-PRUNED = "pruned"  # a `mnist tune` trial its pruner stopped; consistent, resumable like an interrupted run
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One run directory as `mnist runs` lists it; fields a broken run lacks are None."""
-
-    name: str
-    path: Path
-    status: str
-    reason: str | None = None
-    started: datetime | None = None
-    config: TrainConfig | None = None
-    epochs_done: int | None = None
-    best_val_accuracy: float | None = None
-    test_accuracy: float | None = None
-    seconds: float | None = None
-    params: int | None = None  # the network's parameter count, from result.json
-
-    @property
-    def epochs_planned(self) -> int | None:
-        """The epochs the run was asked for."""
-        return self.config.epochs if self.config else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary as plain JSON types."""
-        config = self.config
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "status": self.status,
-            "reason": self.reason,
-            "started": self.started.isoformat(timespec="seconds") if self.started else None,
-            "dataset": config.dataset if config else None,
-            "model": config.model if config else None,
-            "optimizer": config.optimizer if config else None,
-            "lr": config.lr if config else None,
-            "batch_size": config.batch_size if config else None,
-            "loss": config.loss if config else None,
-            "schedule": config.schedule if config else None,
-            "recipe": config.recipe if config else None,
-            "augment": config.augment if config else None,
-            "params": self.params,
-            "epochs_done": self.epochs_done,
-            "epochs_planned": self.epochs_planned,
-            "best_val_accuracy": self.best_val_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "seconds": self.seconds,
-            "config": config.to_dict() if config else None,
-        }
 
 
 def run_subdir(run_dir: Path, name: str) -> Path:
@@ -355,254 +288,30 @@ def run_subdir(run_dir: Path, name: str) -> Path:
     return path
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
 def runs_root(root: Path | None = None) -> Path:
     """The folder holding run directories: `root`, else $MNIST_RUNS_DIR, else ./runs."""
     return Path(root or os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_ROOT)
 
 
-def is_running(run_dir: Path) -> bool:
-    """Whether another process holds the run's lock file (a training writing it)."""
-    from filelock import FileLock, Timeout
-
-    lock_path = Path(run_dir) / LOCK_FILE
-    # The trainer creates the lock file; without one nothing holds it, and probing would create it.
-    # Only a regular file is probed (lstat: a symlink, FIFO or directory is nobody's lock).
-    try:
-        if not stat.S_ISREG(os.lstat(lock_path).st_mode):
-            return False
-    except OSError:
-        return False
-    lock = FileLock(lock_path, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        return True
-    except OSError:
-        # A lock we may not open (another user's run) says nothing either way.
-        return False
-    lock.release()
-    return False
-
-
-class _Broken(Exception):
+class BrokenRunFile(Exception):
     """A run-dir file that cannot be read; the message says which and why."""
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+def count_or_none(value: Any) -> int | None:
+    """`value` when it is a non-negative integer (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _load_object_file(path: Path, what: type) -> Any:
+def read_run_file(path: Path, what: type) -> Any:
+    """A JSON object or list from a run directory (None when absent); BrokenRunFile when unreadable or of another type."""
     try:
         value = _read_json(path)
     except FileNotFoundError:
         return None
     except UnsafeFile as exc:
-        raise _Broken(f"{path.name} {exc}") from None
+        raise BrokenRunFile(f"{path.name} {exc}") from None
     except OSError as exc:
-        raise _Broken(f"{path.name} cannot be read: {exc.strerror or exc}") from None
+        raise BrokenRunFile(f"{path.name} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(value, what):
-        raise _Broken(f"{path.name} is not a JSON {'object' if what is dict else 'list'}")
+        raise BrokenRunFile(f"{path.name} is not a JSON {'object' if what is dict else 'list'}")
     return value
-
-
-def summarize_run(run_dir: Path) -> RunSummary:
-    """Read one run directory; never raises for bad contents, which give status "broken" and a reason."""
-    run_dir = Path(run_dir)
-    running = is_running(run_dir)
-    status = RUNNING if running else INTERRUPTED
-    started = run_started(run_dir)
-    try:
-        config = TrainConfig.load(run_dir)
-    except MnistError as exc:
-        if running:  # a training that has not written its config yet
-            return RunSummary(run_dir.name, run_dir, RUNNING, started=started)
-        reason = exc.message.replace(str(run_dir) + os.sep, "")  # "config.json is missing", not the whole path
-        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started)
-    try:
-        history = load_history(run_dir)
-        result = None if running else _load_object_file(run_dir / RESULT_FILE, dict)
-    except ModelError as exc:
-        reason = exc.message.replace(str(run_dir) + os.sep, "")
-        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started, config=config)
-    except _Broken as exc:
-        return RunSummary(run_dir.name, run_dir, BROKEN, reason=str(exc), started=started, config=config)
-    val_accuracies = [v for v in (_number(epoch.get("val_accuracy")) for epoch in history) if v is not None]
-    seconds = [v for v in (_number(epoch.get("seconds")) for epoch in history) if v is not None]
-    summary = RunSummary(
-        run_dir.name,
-        run_dir,
-        status,
-        started=started,
-        config=config,
-        epochs_done=len(history),
-        best_val_accuracy=max(val_accuracies) if val_accuracies else None,
-        seconds=sum(seconds) if seconds else None,
-    )
-    if result is None:
-        return _pruned(run_dir, summary) if not running else summary
-    epochs = result.get("epochs")
-    if not history and isinstance(epochs, int) and not isinstance(epochs, bool):
-        epochs_done: int | None = epochs
-    else:
-        epochs_done = summary.epochs_done
-    best_val = _number(result.get("best_val_accuracy"))
-    seconds_total = _number(result.get("seconds"))
-    return RunSummary(
-        run_dir.name,
-        run_dir,
-        FINISHED,
-        started=started,
-        config=config,
-        epochs_done=epochs_done,
-        best_val_accuracy=best_val if best_val is not None else summary.best_val_accuracy,
-        test_accuracy=_number(result.get("test_accuracy")),
-        seconds=seconds_total if seconds_total is not None else summary.seconds,
-        params=_count(result.get("params")),
-    )
-
-
-def _pruned(run_dir: Path, summary: RunSummary) -> RunSummary:
-    # A marker, not a missing result.json, tells a pruned trial from an interrupted run.
-    try:
-        marker = _load_object_file(run_dir / STATUS_FILE, dict)
-    except _Broken:
-        return summary
-    if marker is None or marker.get("status") != PRUNED:
-        return summary
-    reason = marker.get("reason")
-    return dataclasses.replace(summary, status=PRUNED, reason=reason if isinstance(reason, str) else None)
-
-
-def _sort_key(key: str) -> Any:
-    def missing_last(value: float | None) -> tuple[bool, float]:
-        return (value is None, -(value or 0.0))
-
-    if key == "name":
-        return lambda run: run.name
-    if key == "test":
-        return lambda run: (missing_last(run.test_accuracy), run.name)
-    if key == "val":
-        return lambda run: (missing_last(run.best_val_accuracy), run.name)
-    return lambda run: (run.started is None, -(run.started.timestamp() if run.started else 0.0), run.name)
-
-
-def _study_trials(study_dir: Path) -> list[RunSummary]:
-    try:
-        trials = sorted(path for path in study_dir.iterdir() if path.is_dir() and not path.name.startswith("."))
-    except OSError:
-        return []
-    return [dataclasses.replace(summary, name=f"{study_dir.name}/{summary.name}") for summary in map(summarize_run, trials)]
-
-
-def list_runs(root: Path, *, sort: str = "date") -> list[RunSummary]:
-    """Every run directory under `root`, newest first by default ("test"/"val": best first, "name": A to Z)."""
-    if sort not in SORT_KEYS:
-        raise UsageError(f"--sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise LocalIOError(f"{root} is not a directory", "pass --root with the folder that holds your runs")
-    try:
-        children = sorted(root.iterdir()) if root.is_dir() else []
-    except OSError as exc:
-        raise LocalIOError(f"cannot list {root}: {exc.strerror or exc}", "check the path and its permissions") from None
-    # Hidden folders are not runs (editor and tool state, for example).
-    runs: list[RunSummary] = []
-    for child in children:
-        if not child.is_dir() or child.name.startswith("."):
-            continue
-        if (child / STUDY_FILE).is_file() and not (child / CONFIG_FILE).exists():
-            runs += _study_trials(child)  # a `mnist tune` study: its trials sit beside the other runs
-        else:
-            runs.append(summarize_run(child))
-    return sorted(runs, key=_sort_key(sort))
-
-
-# --------------------------------------------------------------------------- checkpoint state files
-
-CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
-_STATE_LIMIT = 1024 * 1024  # a state file lists a few checkpoints; a real one is a few hundred bytes
-_STATE_LINE = re.compile(r'^\s*([a-z_]+)\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|([-+0-9.eE]+))\s*$')
-_STATE_PATHS = ("model_checkpoint_path", "all_model_checkpoint_paths")
-_STATE_NUMBERS = ("all_model_checkpoint_timestamps", "last_preserved_timestamp")
-_CHECKPOINT_NAME = re.compile(r"^.+-(\d+)$")  # ckpt-N, or any prefix-N a user saved
-
-
-@dataclass(frozen=True)
-class CheckpointState:
-    """A checkpoint directory's state file: the newest checkpoint and every one it records, as written."""
-
-    latest: str
-    paths: tuple[str, ...]
-
-
-def checkpoints_in(directory: Path) -> list[str]:
-    """The complete-looking checkpoints (name-N with an .index) in a directory, oldest first."""
-    found = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    for name in names:
-        match = _CHECKPOINT_NAME.match(name[: -len(".index")]) if name.endswith(".index") else None
-        if match:
-            found.append((int(match.group(1)), name[: -len(".index")]))
-    return [name for _, name in sorted(found)]
-
-
-def state_refused(state: Path, reason: str) -> ModelError:
-    """The error for a checkpoint state file that cannot be used, saying which checkpoints are there."""
-    present = checkpoints_in(state.parent)
-    if present:
-        hint = (
-            f"checkpoints there: {', '.join(present)}; to use the newest, replace {state} "
-            f"with the single line: model_checkpoint_path: \"{present[-1]}\""
-        )
-    else:
-        hint = f"no checkpoint is left in {state.parent}; move the folder away and train again"
-    return ModelError(f"{state} {reason}; refusing to use it", hint)
-
-
-def read_checkpoint_state(directory: Path) -> CheckpointState | None:
-    """Parse a checkpoint directory's state file strictly; None when there is none, ModelError when it is damaged."""
-    state = Path(directory) / CHECKPOINT_STATE
-    try:
-        text = _read_small_text(state)
-    except FileNotFoundError:
-        return None
-    except UnsafeFile as exc:
-        raise state_refused(state, str(exc)) from None
-    except OSError as exc:
-        raise state_refused(state, f"cannot be read ({exc.strerror or exc})") from None
-    latest: str | None = None
-    paths: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = _STATE_LINE.match(line)
-        key = match.group(1) if match else None
-        is_path = match is not None and match.group(2) is not None and key in _STATE_PATHS
-        is_number = match is not None and match.group(3) is not None and key in _STATE_NUMBERS
-        if not (is_path or is_number):
-            raise state_refused(state, f"is damaged (line {number} is not a checkpoint record)")
-        if is_path:
-            value = match.group(2).replace("\\\\", "\\").replace('\\"', '"')
-            paths.append(value)
-            if key == "model_checkpoint_path":
-                latest = value
-    if latest is None:
-        raise state_refused(state, "names no checkpoint")
-    return CheckpointState(latest=latest, paths=tuple(paths))
-
-
-def _read_small_text(path: Path) -> str:
-    """A small UTF-8 text file from a run directory (regular file only, size-capped)."""
-    from mnist_cli.core.safeio import read_text
-
-    return read_text(path, limit=_STATE_LIMIT)

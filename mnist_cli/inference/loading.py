@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core import runs
+from mnist_cli.core import checkpoint_state, runs
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import ModelError
 
-CHECKPOINT_STATE = runs.CHECKPOINT_STATE
+CHECKPOINT_STATE = checkpoint_state.CHECKPOINT_STATE
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
 
@@ -194,21 +194,21 @@ def _checkpoint_step(prefix: Path) -> int | None:
 
 def _newest_checkpoint(directory: Path) -> Path | None:
     """The checkpoint a directory's state file names (looked up inside the directory only), else its highest-numbered one."""
-    state = runs.read_checkpoint_state(directory)  # strict: a damaged state file is refused, listing what is there
+    state = checkpoint_state.read_checkpoint_state(directory)  # strict: a damaged state file is refused, listing what is there
     if state is not None:
         # Only the file name is used: a run that was moved keeps working, and a state file
         # can never send the loader outside the directory it sits in.
         name = Path(state.latest).name
         prefix = directory / name
         if not Path(f"{prefix}.index").is_file():
-            present = runs.checkpoints_in(directory)
+            present = checkpoint_state.checkpoints_in(directory)
             raise ModelError(
                 f"{directory / CHECKPOINT_STATE} names {name}, but {prefix}.index is missing",
                 "the checkpoint is partial; "
                 + (f"point at another one in the directory ({', '.join(present)})" if present else "train again"),
             )
         return prefix
-    present = runs.checkpoints_in(directory)
+    present = checkpoint_state.checkpoints_in(directory)
     return directory / present[-1] if present else None
 
 

@@ -30,7 +30,7 @@ from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from mnist_cli import __version__
-from mnist_cli.core import runs
+from mnist_cli.core import listing, runs
 from mnist_cli.data.registry import dataset_spec
 from mnist_cli.inference import evaluation
 from mnist_cli.inference.loading import Loaded
@@ -78,7 +78,7 @@ def _error(status: int, message: str, hint: str | None = None, **extra: Any) -> 
 def model_info(loaded: Loaded, config: ServeConfig) -> dict[str, Any]:
     """What the page shows about the model: its run, data set, architecture and test accuracy."""
     run_dir = Path(loaded.source.run_dir) if loaded.source.run_dir else None
-    test_accuracy = runs.summarize_run(run_dir).test_accuracy if run_dir else None
+    test_accuracy = listing.summarize_run(run_dir).test_accuracy if run_dir else None
     dataset = loaded.dataset
     return {
         "run": run_dir.name if run_dir else None,

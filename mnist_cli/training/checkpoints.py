@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.errors import LocalIOError, ModelError
-from mnist_cli.core import runs
+from mnist_cli.core import checkpoint_state, runs
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
@@ -224,15 +224,15 @@ def latest_in(directory: Path) -> str | None:
     except (tf.errors.OpError, ValueError):
         path = None
     if path is None:
-        raise runs.state_refused(Path(directory) / runs.CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
+        raise checkpoint_state.state_refused(Path(directory) / checkpoint_state.CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
     return path
 
 
-def _check_state(directory: Path) -> runs.CheckpointState | None:
+def _check_state(directory: Path) -> checkpoint_state.CheckpointState | None:
     """Refuse a checkpoint state file that is damaged or names files outside its own directory."""
     # Parsed strictly without TF first: TF would block on a FIFO, read a huge file whole,
     # and treat an unparsable file as "no checkpoint" (logging a warning).
-    state = runs.read_checkpoint_state(directory)
+    state = checkpoint_state.read_checkpoint_state(directory)
     if state is None:
         return None
     inside = os.path.normpath(str(directory))

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core import runs
+from mnist_cli.core import listing, runs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import DivergedError, StorageError, StudyMismatchError, UsageError
 from mnist_cli.core.fileio import atomic_write_text
@@ -394,7 +394,7 @@ class _Objective:
 def mark_pruned(run_dir: Path, *, epoch: int, val_accuracy: float) -> None:
     """Write the marker `mnist runs` reads to show a trial's run as pruned."""
     reason = f"pruned by mnist tune after epoch {epoch} (val accuracy {val_accuracy:.4f})"
-    atomic_write_text(Path(run_dir) / runs.STATUS_FILE, json.dumps({"status": runs.PRUNED, "reason": reason}) + "\n")
+    atomic_write_text(Path(run_dir) / runs.STATUS_FILE, json.dumps({"status": listing.PRUNED, "reason": reason}) + "\n")
 
 
 # --------------------------------------------------------------------------- what the parent shows
