@@ -147,8 +147,6 @@ def evaluate(
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if on_event:
         on_event(Scoring(dataset=dataset, split=split, count=len(labels), source=loaded.source))
-    from mnist_cli.training import scoring  # imports TensorFlow
-
     began = time.perf_counter()
     scores = scoring.score(loaded.eval_step, images, labels, batch_size=batch_size)
     metrics = reporting.compute_metrics(
