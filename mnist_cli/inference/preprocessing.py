@@ -283,6 +283,8 @@ def _luminance(pixels: np.ndarray) -> np.ndarray:
 def _distance(pixels: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """Colour distance from the paper on the 0..255 scale (a grey difference stays itself)."""
     diff = pixels - paper
+    if diff.shape[-1] == 1:  # grey: the distance is the difference's size, without the square root's cost
+        return np.abs(diff[..., 0])
     return np.sqrt(np.mean(diff * diff, axis=-1))
 
 
@@ -506,13 +508,16 @@ def _remove_lines(ink: np.ndarray) -> np.ndarray:
 def _remove_rows(ink: np.ndarray) -> np.ndarray:
     """`_remove_lines` for lines running across (tilted by up to 2 degrees: a photo is never square to the sheet)."""
     height, width = ink.shape
-    ys, xs = np.nonzero(ink >= _LINE_INK)
-    if width < 32 or len(ys) < width * _LINE_SPAN:
+    if width < 32:
         return ink
     edge = max(1, round(_LINE_EDGE * width))
     # A line leaves at least half an edge strip's width of ink in each strip; a digit in the
     # middle of the picture leaves none, and the search over tilts below is skipped.
-    if min(int((xs < edge).sum()), int((xs >= width - edge).sum())) < 0.5 * edge:
+    strips = (ink[:, :edge] >= _LINE_INK).sum(), (ink[:, width - edge :] >= _LINE_INK).sum()
+    if min(strips) < 0.5 * edge:
+        return ink
+    ys, xs = np.nonzero(ink >= _LINE_INK)
+    if len(ys) < width * _LINE_SPAN:
         return ink
     columns = np.arange(width)
     best: tuple[float, np.ndarray, np.ndarray] | None = None
