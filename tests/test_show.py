@@ -46,6 +46,13 @@ def labels_of(payload: dict[str, Any]) -> list[int]:
     return [sample["label"] for sample in payload["samples"]]
 
 
+@pytest.fixture
+def tiny_data_dir(tmp_path: Path) -> Path:
+    """The tiny data set with 600 training images (540 after validation: a remainder batch of 28), which the indices below were written for."""
+    write_tiny_dataset(tmp_path / "data" / "mnist", n_train=600)
+    return tmp_path / "data"
+
+
 def tiny_labels(data_dir: Path, split: str = "train") -> np.ndarray:
     return load_split(data_dir / "mnist", split)[1]
 

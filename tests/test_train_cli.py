@@ -48,7 +48,7 @@ def test_json_output_is_the_only_thing_on_stdout(tmp_path: Path, tiny_data_dir: 
     assert payload["epochs"] == 2 and payload["best_epoch"] in (1, 2)
     assert payload["test_accuracy"] > 0.5 and payload["val_accuracy"] > 0.5
     # Progress went to stderr as plain lines (no terminal here), the walk-through's log format.
-    assert "epoch 1 step 5/17 loss" in result.stderr and "epoch 2/2  train loss" in result.stderr
+    assert "epoch 1 step 5/18 loss" in result.stderr and "epoch 2/2  train loss" in result.stderr
 
 
 def test_quiet_prints_only_the_summary(tmp_path: Path, tiny_data_dir: Path) -> None:
@@ -93,7 +93,7 @@ def test_existing_run_dir_needs_resume_and_resume_continues(tmp_path: Path, tiny
     resumed = _train(tmp_path, tiny_data_dir, "--run-dir", str(run), "--resume", "--epochs", "2", "--json")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["epochs"] == 2
-    assert "resuming" in resumed.stderr and "ckpt-17" in resumed.stderr
+    assert "resuming" in resumed.stderr and "ckpt-18" in resumed.stderr
 
 
 def test_missing_data_without_mirror_fails_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
