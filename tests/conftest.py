@@ -71,6 +71,25 @@ def tiny_run(tiny_run_once: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return Path(shutil.copytree(tiny_run_once, tmp_path_factory.mktemp("runs") / "tiny"))
 
 
+@pytest.fixture(scope="session")
+def finished_run_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a small run made by `mnist train` with checkpoints/ and best/, its --data-dir), once per session; use `finished_run`."""
+    from typer.testing import CliRunner
+
+    from mnist_cli.cli import app
+
+    root = tmp_path_factory.mktemp("finished")
+    write_tiny_dataset(root / "data" / "mnist", n_train=100, n_test=50)
+    run = root / "run"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data-dir", str(root / "data"), "--run-dir", str(run), "--epochs", "1", "--batch-size", "10",
+         "--hidden", "16", "--keep-checkpoints", "1", "--checkpoint-every", "3", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return run, root / "data"
+
+
 def _required_dir(path: Path | None, what: str) -> Path:
     if path is not None and path.is_dir():
         return path

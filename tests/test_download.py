@@ -748,6 +748,7 @@ def test_real_fashion_tampered_copy_is_refused(fashion_mnist_dir: Path, tmp_path
     assert (folder / TRAIN_IMAGES).exists()  # verified before the bad file; kept
 
 
+@pytest.mark.slow  # the real Fashion-MNIST, several download processes
 def test_real_fashion_two_processes_download_each_file_once(fashion_mnist_dir: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "mnist_cli", "download", "--dataset", FASHION, "--data-dir", str(tmp_path)]
     command += ["--mirror", str(fashion_mnist_dir), "--json", "--quiet"]
@@ -761,6 +762,7 @@ def test_real_fashion_two_processes_download_each_file_once(fashion_mnist_dir: P
     _assert_fashion(tmp_path / FASHION, fashion_mnist_dir)
 
 
+@pytest.mark.slow  # the real Fashion-MNIST, several download processes
 def test_real_fashion_killed_process_leaves_no_final_file_and_resumes(fashion_mnist_dir: Path, tmp_path: Path) -> None:
     with _serve(_fashion_files(fashion_mnist_dir)) as state:
         state.throttle = 0.002

@@ -34,7 +34,8 @@ def _checkpoint_logits(run: Path, images: np.ndarray) -> np.ndarray:
     return loading.load(run).model(images, training=False).numpy()
 
 
-@pytest.mark.parametrize("export_format", ["keras", "savedmodel", "tflite"])
+# The Keras format in the quick loop; each other format is a conversion of the convnet.
+@pytest.mark.parametrize("export_format", ["keras", *(pytest.param(f, marks=pytest.mark.slow) for f in ("savedmodel", "tflite"))])
 def test_export_gives_the_checkpoints_predictions(trained_run, export_format: str) -> None:
     run, images = trained_run
     result = runner.invoke(app, ["export", str(run), "--format", export_format, "--json", "--force"])

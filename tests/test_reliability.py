@@ -289,19 +289,10 @@ def test_pillow_decompression_bomb_guard_stays_on_with_the_documented_cap(tmp_pa
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(a run made by `mnist train` with checkpoints/ and best/, its --data-dir)."""
-    from conftest import write_tiny_dataset
-
-    root = tmp_path_factory.mktemp("escape")
-    write_tiny_dataset(root / "data" / "mnist", n_train=100, n_test=50)
-    run = root / "run"
-    result = invoke(
-        "train", "--data-dir", str(root / "data"), "--run-dir", str(run), "--epochs", "1", "--batch-size", "10",
-        "--hidden", "16", "--keep-checkpoints", "1", "--checkpoint-every", "3", "--quiet",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return run, root / "data"
+def finished_run(finished_run_once: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a module's own copy of a run with checkpoints/ and best/, its --data-dir): tests damage runs."""
+    run, data_dir = finished_run_once
+    return Path(shutil.copytree(run, tmp_path_factory.mktemp("escape") / "run")), data_dir
 
 
 def _state(latest: str, paths: list[str]) -> str:

@@ -132,7 +132,7 @@ def test_kill_9_at_random_moments_never_leaves_an_unverified_file_and_a_new_down
 
 @pytest.mark.parametrize(
     "name",
-    [TRAIN_IMAGES, TEST_LABELS, dl.MANIFEST_NAME],
+    [TRAIN_IMAGES, *(pytest.param(name, marks=pytest.mark.slow) for name in (TEST_LABELS, dl.MANIFEST_NAME))],
     ids=["before-renaming-a-verified-file", "before-renaming-the-last-file", "while-writing-the-manifest"],
 )
 def test_kill_9_at_the_riskiest_moment_then_a_new_download_finishes_clean(tmp_path: Path, name: str) -> None:

@@ -178,6 +178,7 @@ def test_bad_config_file_is_a_usage_error(tmp_path: Path, tiny_data_dir: Path, t
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.slow  # a training, for what Typer's envvar does
 def test_environment_variables_set_common_options(tmp_path: Path, tiny_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MNIST_EPOCHS", "1")
     monkeypatch.setenv("MNIST_BATCH_SIZE", "64")

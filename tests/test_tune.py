@@ -341,6 +341,7 @@ def test_a_worker_killed_with_kill_9_leaves_its_trial_failed_and_the_study_goes_
     assert payload["counts"] == {"complete": 1, "fail": 1}
 
 
+@pytest.mark.slow  # real trials until the deadline passes
 def test_timeout_starts_no_trial_past_its_deadline(tune_dirs: tuple[Path, Path, Path]) -> None:
     data, root, space = tune_dirs
     result = runner.invoke(app, [*_tune_args(data, root, space, "--study", "t", "--trials", "5", "--timeout", "0.001"), "--json"])
