@@ -48,20 +48,23 @@ def tiny_data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture(scope="session")
-def tiny_run_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run of `mnist train --epochs 2 --log-every 5` on the tiny data set, trained once per session; use `tiny_run`."""
+def _train_once(root: Path, *options: str, **sizes: int) -> tuple[Path, Path]:
+    """(a run made by `mnist train OPTIONS` on a tiny data set of `sizes` written under `root`, its --data-dir)."""
     from typer.testing import CliRunner
 
     from mnist_cli.cli import app
 
-    data_dir = tmp_path_factory.mktemp("tiny-run-data")
-    write_tiny_dataset(data_dir / "mnist")
-    run_dir = tmp_path_factory.mktemp("tiny-run") / "tiny"
-    result = CliRunner().invoke(
-        app, ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--epochs", "2", "--log-every", "5", "--quiet"]
-    )
+    data_dir, run_dir = root / "data", root / "run"
+    write_tiny_dataset(data_dir / "mnist", **sizes)
+    result = CliRunner().invoke(app, ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *options, "--quiet"])
     assert result.exit_code == 0, result.output
+    return run_dir, data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of `mnist train --epochs 2 --log-every 5` on the tiny data set, trained once per session; use `tiny_run`."""
+    run_dir, _ = _train_once(tmp_path_factory.mktemp("tiny-run"), "--epochs", "2", "--log-every", "5")
     return run_dir
 
 
@@ -74,20 +77,11 @@ def tiny_run(tiny_run_once: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="session")
 def finished_run_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a small run made by `mnist train` with checkpoints/ and best/, its --data-dir), once per session; use `finished_run`."""
-    from typer.testing import CliRunner
-
-    from mnist_cli.cli import app
-
-    root = tmp_path_factory.mktemp("finished")
-    write_tiny_dataset(root / "data" / "mnist", n_train=100, n_test=50)
-    run = root / "run"
-    result = CliRunner().invoke(
-        app,
-        ["train", "--data-dir", str(root / "data"), "--run-dir", str(run), "--epochs", "1", "--batch-size", "10",
-         "--hidden", "16", "--keep-checkpoints", "1", "--checkpoint-every", "3", "--quiet"],
+    return _train_once(
+        tmp_path_factory.mktemp("finished"),
+        "--epochs", "1", "--batch-size", "10", "--hidden", "16", "--keep-checkpoints", "1", "--checkpoint-every", "3",
+        n_train=100, n_test=50,
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return run, root / "data"
 
 
 def _required_dir(path: Path | None, what: str) -> Path:
