@@ -108,7 +108,7 @@ def _run_keras(args: argparse.Namespace, splits: Any, channel: common.Channel) -
     import keras
     import tensorflow as tf
 
-    from mnist_cli.training import network
+    from mnist_cli.model import network
     from mnist_cli.core.config import TrainConfig
 
     keras.utils.set_random_seed(0)

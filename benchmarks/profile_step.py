@@ -52,7 +52,8 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from mnist_cli.training import checkpoints, network, steps, summaries
+    from mnist_cli.training import checkpoints, summaries
+    from mnist_cli.model import network, steps
     from mnist_cli.core.config import TrainConfig
     from mnist_cli.data import load_split
 
@@ -160,8 +161,9 @@ def _fit_breakdown(args: argparse.Namespace, tf: Any) -> None:
     import collections
     import functools
 
-    from mnist_cli.core import runs
-    from mnist_cli.training import checkpoints, network, scoring, steps, summaries, trainer
+    from mnist_cli.runs import runs
+    from mnist_cli.training import checkpoints, summaries, trainer
+    from mnist_cli.model import network, scoring, steps
     from mnist_cli.core.config import TrainConfig
     from mnist_cli.data import load_splits
 

@@ -27,11 +27,11 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
-    from mnist_cli.training import checkpoints
-    from mnist_cli.training.network import build_model
+    from mnist_cli.model import weights
+    from mnist_cli.model.network import build_model
 
     model = build_model(TrainConfig.load(run_dir))
-    checkpoints.restore_weights(model, checkpoints.latest_in(run_dir / "checkpoints"))
+    weights.restore_weights(model, weights.latest_in(run_dir / "checkpoints"))
     return [variable.numpy() for variable in model.variables]
 
 

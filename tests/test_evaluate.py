@@ -14,7 +14,7 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mnist_cli.training import scoring
+from mnist_cli.model import scoring
 from mnist_cli.inference import loading
 from mnist_cli.cli import app
 from mnist_cli.data import load_split

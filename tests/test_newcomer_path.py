@@ -21,9 +21,10 @@ from typer.testing import CliRunner
 
 from mnist_cli.cli import app
 from mnist_cli.core import config as cfg
-from mnist_cli.core import rundata, runs
+from mnist_cli.runs import rundata, runs
 from mnist_cli.core.errors import BUSY, USAGE
-from mnist_cli.training.events import Layer, NetworkBuilt, TrainResult
+from mnist_cli.model.network import Layer, NetworkBuilt
+from mnist_cli.training.events import TrainResult
 from conftest import write_tiny_dataset
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import pictures
-from mnist_cli.inference import evaluation, loading
+from mnist_cli.inference import loading, predict
 from mnist_cli.cli import app
 from mnist_cli.data import DATASETS, load_split
 from mnist_cli.core.errors import INPUT, MODEL, USAGE
@@ -139,7 +139,7 @@ def test_show_uses_grey_half_blocks_on_a_colour_terminal(run: Path) -> None:
     from mnist_cli.cli import predict as command
 
     loaded = loading.load(run)
-    (prediction,) = evaluation.predict_pictures(loaded, [evaluation.Picture("three.png", png_bytes(bar_digit(3)))])
+    (prediction,) = predict.predict_pictures(loaded, [predict.Picture("three.png", png_bytes(bar_digit(3)))])
     console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=100)
     command.draw(console, prediction, top_k=3)
     text = console.file.getvalue()
@@ -155,9 +155,9 @@ def test_a_squared_error_model_gives_sure_digits_a_high_probability(run: Path, f
     assert json.loads((run / "config.json").read_text())["loss"] == "mse"
     assert min(entry["probability"] for entry in entries) > 0.25
     assert all(min(entry["probabilities"]) >= 0 for entry in entries)
-    xent = evaluation.probabilities(np.array([[2.0, 0.0, -1.0]]), loss="xent")
+    xent = predict.probabilities(np.array([[2.0, 0.0, -1.0]]), loss="xent")
     np.testing.assert_allclose(xent, np.exp([[2.0, 0.0, -1.0]]) / np.exp([2.0, 0.0, -1.0]).sum())
-    mse = evaluation.probabilities(np.array([[0.9, 0.3, -0.2], [-0.1, -0.3, -0.2]]), loss="mse")
+    mse = predict.probabilities(np.array([[0.9, 0.3, -0.2], [-0.1, -0.3, -0.2]]), loss="mse")
     np.testing.assert_allclose(mse[0], [0.75, 0.25, 0.0])
     assert mse[1].argmax() == 0 and mse[1].sum() == pytest.approx(1.0)
 
@@ -191,8 +191,8 @@ def test_bad_options_and_targets(run: Path, folder: Path, tmp_path: Path) -> Non
 def test_predict_step_traces_once_across_batch_sizes(run: Path) -> None:
     loaded = loading.load(run)
     for count, batch_size in ((3, 256), (11, 4), (1, 256)):
-        items = [evaluation.Picture(f"{index}.png", png_bytes(bar_digit(index % 10))) for index in range(count)]
-        results = evaluation.predict_pictures(loaded, items, batch_size=batch_size)
+        items = [predict.Picture(f"{index}.png", png_bytes(bar_digit(index % 10))) for index in range(count)]
+        results = predict.predict_pictures(loaded, items, batch_size=batch_size)
         assert [result.prediction for result in results] == [index % 10 for index in range(count)]
     assert loaded.predict_step.experimental_get_tracing_count() == 1
 

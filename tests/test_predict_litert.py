@@ -20,7 +20,8 @@ from conftest import write_tiny_dataset
 from mnist_cli.cli import app
 from mnist_cli.core.errors import MODEL
 from mnist_cli.data import load_split
-from mnist_cli.inference import evaluation, litert, loading
+from mnist_cli.inference import litert, loading
+from mnist_cli.inference.predict import Picture, predict_pictures
 
 pytestmark = pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-litert has no wheel for this platform")
 
@@ -270,8 +271,8 @@ def test_litert_and_tensorflow_agree_for_every_network_and_precision(
 # --------------------------------------------------------------------------- real data, end to end
 
 
-def _items(images: np.ndarray) -> list[evaluation.Picture]:
-    return [evaluation.Picture(f"{index:05d}.png", pictures.encode(Image.fromarray(image), "PNG")) for index, image in enumerate(images)]
+def _items(images: np.ndarray) -> list[Picture]:
+    return [Picture(f"{index:05d}.png", pictures.encode(Image.fromarray(image), "PNG")) for index, image in enumerate(images)]
 
 
 @pytest.mark.slow
@@ -288,10 +289,10 @@ def test_the_full_mnist_test_split_gets_the_same_classes_on_both_paths(
     run = train(data, tmp_path / model, "--model", model, "--epochs", "1", *extra)
     images, labels = load_split(real_mnist_dir, "test")
     items = _items(images)
-    tensorflow = evaluation.predict_pictures(litert.load(run, engine="tensorflow"), items)
+    tensorflow = predict_pictures(litert.load(run, engine="tensorflow"), items)
     fast_model = litert.load(run, engine="litert")
     assert isinstance(fast_model, litert.FastModel)
-    fast = evaluation.predict_pictures(fast_model, items)
+    fast = predict_pictures(fast_model, items)
     reference = np.stack([entry.probabilities for entry in tensorflow])
     probabilities = np.stack([entry.probabilities for entry in fast])
     assert (probabilities.argmax(axis=1) == reference.argmax(axis=1)).all()

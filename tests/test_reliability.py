@@ -306,12 +306,12 @@ def _state(latest: str, paths: list[str]) -> str:
 def test_a_checkpoint_state_file_cannot_lead_outside_its_run(
     finished_run: tuple[Path, Path], tmp_path: Path, how: str
 ) -> None:
-    from mnist_cli.training import checkpoints
+    from mnist_cli.model import weights
 
     source, data_dir = finished_run
     run = tmp_path / "run"
     shutil.copytree(source, run)
-    own = Path(checkpoints.latest_in(run / "checkpoints")).name
+    own = Path(weights.latest_in(run / "checkpoints")).name
     # Checkpoint-shaped files elsewhere: a CheckpointManager deletes old entries it is told about.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -321,11 +321,11 @@ def test_a_checkpoint_state_file_cannot_lead_outside_its_run(
     outside = {"relative": "../../elsewhere/ckpt-1", "absolute": str(elsewhere / "ckpt-1"), "old-entry": str(elsewhere / "ckpt-1")}[how]
     latest = own if how == "old-entry" else outside
     for sub in ("checkpoints", "best"):
-        name = Path(checkpoints.latest_in(source / sub)).name
+        name = Path(weights.latest_in(source / sub)).name
         (run / sub / "checkpoint").write_text(_state(latest if sub == "checkpoints" else (name if how == "old-entry" else outside), [outside, latest]))
 
     with pytest.raises(ModelError, match="outside"):
-        checkpoints.latest_in(run / "checkpoints")
+        weights.latest_in(run / "checkpoints")
     result = invoke("train", "--run-dir", str(run), "--resume", "--epochs", "2", "--data-dir", str(data_dir))
     assert result.exit_code == MODEL
     assert "outside" in one_error_line(result.stderr)

@@ -22,8 +22,9 @@ import pytest
 from conftest import write_tiny_dataset
 from test_reliability import fill, invoke, one_error_line
 
-from mnist_cli.core import runs
+from mnist_cli.runs import runs
 from mnist_cli.core.errors import LOCAL_IO
+from mnist_cli.model import weights
 from mnist_cli.training import checkpoints
 
 ARGS = ["--batch-size", "20", "--hidden", "16", "--log-every", "100", "--lr", "0.05", "--quiet", "--json"]
@@ -107,13 +108,13 @@ def _arm(monkeypatch: pytest.MonkeyPatch, moment: str, epochs: int, trigger: Cal
 
         monkeypatch.setattr(checkpoints.RunCheckpoints, "save", save)
     else:
-        real_export = checkpoints.save_keras_model
+        real_export = weights.save_keras_model
 
         def save_keras_model(model: object, path: Path) -> None:
             once(str(path))
             real_export(model, path)
 
-        monkeypatch.setattr(checkpoints, "save_keras_model", save_keras_model)
+        monkeypatch.setattr(weights, "save_keras_model", save_keras_model)
 
 
 def _stored_epoch(prefix: str) -> int:

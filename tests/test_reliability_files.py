@@ -25,8 +25,8 @@ from test_runs import make_run
 from mnist_cli.core import safeio
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import DATA, LOCAL_IO, MODEL, USAGE, DataError, ModelError
-from mnist_cli.core.listing import list_runs
-from mnist_cli.core.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, load_history
+from mnist_cli.runs.listing import list_runs
+from mnist_cli.runs.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, load_history
 from mnist_cli.data import idx
 
 # Hostile run-directory files ------------------------------------------------------------
@@ -418,7 +418,7 @@ def test_out_of_memory_while_building_or_training_is_one_line(
 ) -> None:
     import tensorflow as tf
 
-    from mnist_cli.training import network
+    from mnist_cli.model import network
 
     def no_memory(config: TrainConfig) -> None:
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[784,100000000]")

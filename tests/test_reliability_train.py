@@ -20,7 +20,7 @@ import pytest
 from conftest import write_tiny_dataset
 from test_reliability import clean_env, fill, invoke, mnist_command, one_error_line, tmpfs
 
-from mnist_cli.training import checkpoints
+from mnist_cli.model import weights
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import BUSY, INTERRUPTED, LOCAL_IO, MODEL
 
@@ -83,16 +83,16 @@ def _interrupted_saves(run: Path, latest: str | None) -> bool:
 
 def _check_usable(run: Path, data_dir: Path) -> str | None:
     """After a kill: the recorded checkpoint restores into the run's model, and `mnist evaluate` works on the run."""
-    latest = checkpoints.latest_in(run / "checkpoints")
+    latest = weights.latest_in(run / "checkpoints")
     if latest is None:
-        assert not (run / "best").exists() or checkpoints.latest_in(run / "best") is None
+        assert not (run / "best").exists() or weights.latest_in(run / "best") is None
         if (run / "config.json").exists():
             result = invoke("evaluate", str(run), "--data-dir", str(data_dir), "--quiet")
             assert result.exit_code == MODEL and "holds no checkpoint" in one_error_line(result.stderr)
         return None
-    from mnist_cli.training.network import build_model
+    from mnist_cli.model.network import build_model
 
-    checkpoints.restore_weights(build_model(TrainConfig.load(run)), latest)
+    weights.restore_weights(build_model(TrainConfig.load(run)), latest)
     result = invoke("evaluate", str(run), "--data-dir", str(data_dir), "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     assert 0.0 <= json.loads(result.stdout)["accuracy"] <= 1.0
@@ -133,7 +133,7 @@ elif point == "old-one-half-deleted":
             hit(filespec)
     cm._delete_file_if_exists = delete
 elif point == "history-written-checkpoint-not":
-    from mnist_cli.core import runs
+    from mnist_cli.runs import runs
     real_write = runs.atomic_write_text
     def write(path, text):
         real_write(path, text)
@@ -252,7 +252,7 @@ def test_full_disk_while_checkpointing_exits_6_and_keeps_the_previous_checkpoint
         line = one_error_line(stderr)
         assert "no space left on the device" in line and "checkpoint" in line
         assert "--resume" in stderr
-        latest = checkpoints.latest_in(run / "checkpoints")
+        latest = weights.latest_in(run / "checkpoints")
         # The disk may fill after ckpt-20's files but before the state file records it: then
         # ckpt-20 is the unrecorded save that is removed, and ckpt-19 the previous one.
         assert _step(latest) >= 19
@@ -284,7 +284,7 @@ def test_full_disk_injected_into_a_checkpoint_save_is_exit_6_and_the_previous_on
     result = invoke("train", "--data-dir", str(data_dir), "--run-dir", str(run), "--epochs", "1", *TRAIN_ARGS)
     assert result.exit_code == LOCAL_IO
     assert "no space left on the device" in one_error_line(result.stderr)
-    assert checkpoints.latest_in(run / "checkpoints").endswith("ckpt-9")
+    assert weights.latest_in(run / "checkpoints").endswith("ckpt-9")
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     _check_usable(run, data_dir)
 

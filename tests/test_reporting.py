@@ -12,18 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_cli.core import reporting
+from mnist_cli.report import metrics as report_metrics
+from mnist_cli.report import pictures
 from mnist_cli.data import DATASETS
 from mnist_cli.core.errors import LOCAL_IO, LocalIOError
-from mnist_cli.core.reporting import (
-    compute_metrics,
-    confusion_matrix_image,
-    digit_grid,
-    digit_grid_array,
-    misclassified,
-    save_png,
-    write_report,
-)
+from mnist_cli.report.metrics import compute_metrics, misclassified
+from mnist_cli.report.pictures import confusion_matrix_image, digit_grid, digit_grid_array, save_png, write_report
 
 DIGITS = DATASETS["mnist"].class_names
 FASHION = DATASETS["fashion-mnist"].class_names
@@ -33,7 +27,7 @@ LABELS = np.array([0, 0, 0, 1, 1, 2, 2, 2])
 PREDICTIONS = np.array([0, 0, 3, 1, 0, 0, 0, 1])
 
 
-def _hand_metrics() -> reporting.Metrics:
+def _hand_metrics() -> report_metrics.Metrics:
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
         return compute_metrics(LABELS, PREDICTIONS, class_names=["a", "b", "c", "d"], loss=0.5)
@@ -154,14 +148,14 @@ def test_digit_grid_captions_add_readable_text_under_each_tile() -> None:
 
 
 def test_pictures_fall_back_to_pillows_font_without_system_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reporting, "_FONT_FILES", {False: (), True: ()})
-    reporting._font.cache_clear()
+    monkeypatch.setattr(pictures, "_FONT_FILES", {False: (), True: ()})
+    pictures._font.cache_clear()
     try:
         grid = digit_grid(np.zeros((2, 28, 28), np.uint8), captions=["7 → 1", "3 → 5"])
         matrix = confusion_matrix_image(compute_metrics(np.arange(10), np.arange(10), class_names=FASHION))
         assert grid.height > 28 * 3 and matrix.width > 300
     finally:
-        reporting._font.cache_clear()
+        pictures._font.cache_clear()
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -170,7 +164,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2], edges[1::2], strict=True))
 
 
-def _fashion_metrics() -> reporting.Metrics:
+def _fashion_metrics() -> report_metrics.Metrics:
     labels = np.repeat(np.arange(10), 50)
     predictions = labels.copy()
     predictions[:5] = 6  # five T-shirts taken for shirts

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from mnist_cli.cli import app
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import USAGE, LocalIOError, ModelError
-from mnist_cli.core.listing import list_runs
-from mnist_cli.core.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, RUNS_DIR_ENV, latest_run
+from mnist_cli.runs.listing import list_runs
+from mnist_cli.runs.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, RUNS_DIR_ENV, latest_run
 
 
 def _epoch(epoch: int, val_accuracy: float | None, seconds: float = 10.0) -> dict[str, Any]:
@@ -308,6 +308,6 @@ def test_a_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_runs_does_not_import_tensorflow() -> None:
-    code = "import sys, mnist_cli.cli.runs, mnist_cli.core.runs; print('tensorflow' in sys.modules)"
+    code = "import sys, mnist_cli.cli.runs, mnist_cli.runs.runs; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

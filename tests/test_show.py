@@ -20,7 +20,7 @@ from mnist_cli.cli import app
 from mnist_cli.cli.show import _spread_values, draw
 from mnist_cli.data import DATASETS, load_split
 from mnist_cli.core.errors import DOWNLOAD, USAGE, UsageError
-from mnist_cli.core.reporting import digit_grid
+from mnist_cli.report.pictures import digit_grid
 from conftest import write_tiny_dataset
 
 FASHION = DATASETS["fashion-mnist"].class_names

@@ -11,13 +11,14 @@ import filelock
 import numpy as np
 import pytest
 
-from mnist_cli.core import runs as run_dirs
+from mnist_cli.runs import runs as run_dirs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.data import load_splits
 from mnist_cli.core.errors import BusyError, DivergedError, Interrupted, UsageError
 
 trainer = pytest.importorskip("mnist_cli.training.trainer")
-from mnist_cli.training import checkpoints, steps  # noqa: E402
+from mnist_cli.model import weights  # noqa: E402
+from mnist_cli.model import steps  # noqa: E402
 from conftest import write_tiny_dataset  # noqa: E402
 
 
@@ -34,10 +35,10 @@ def splits(tiny_data_dir: Path):
 
 
 def _weights(run_dir: Path, config: TrainConfig) -> list[np.ndarray]:
-    from mnist_cli.training.network import build_model
+    from mnist_cli.model.network import build_model
 
     model = build_model(config)
-    checkpoints.restore_weights(model, checkpoints.latest_in(run_dir / "checkpoints"))
+    weights.restore_weights(model, weights.latest_in(run_dir / "checkpoints"))
     return [variable.numpy() for variable in model.variables]
 
 
@@ -107,7 +108,7 @@ def test_interrupt_and_resume_ends_with_the_same_weights(splits, tmp_path: Path,
         trainer.fit(config, splits, run_dir=tmp_path / "stopped", on_event=press_ctrl_c)
     assert "--resume" in (info.value.hint or "")
     assert info.value.exit_code == 130
-    saved = checkpoints.latest_in(tmp_path / "stopped" / "checkpoints")
+    saved = weights.latest_in(tmp_path / "stopped" / "checkpoints")
     assert saved.endswith("ckpt-20")  # 12 steps of epoch 1 + 8 of epoch 2
     result = trainer.fit(config, splits, run_dir=tmp_path / "stopped")
     assert result.epochs == 3
@@ -137,7 +138,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
         trainer.fit(FAST, splits, run_dir=run)  # 6 calls per epoch: the 8th is in epoch 2
     assert "diverged" in info.value.message and "epoch 2" in info.value.message
     assert info.value.message.endswith(str(run / "checkpoints" / "ckpt-17"))
-    assert checkpoints.latest_in(run / "checkpoints").endswith("ckpt-17")
+    assert weights.latest_in(run / "checkpoints").endswith("ckpt-17")
     assert not (run / "result.json").exists()
 
 

@@ -12,7 +12,7 @@ from mnist_cli.core.config import TrainConfig
 
 tf = pytest.importorskip("tensorflow")
 
-from mnist_cli.training import network, steps  # noqa: E402
+from mnist_cli.model import network, steps  # noqa: E402
 from mnist_cli.training.trainer import _chunk_ends  # noqa: E402
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import IN_CI, write_tiny_dataset
 from mnist_cli.cli import app
-from mnist_cli.core import listing, runs
+from mnist_cli.runs import listing, runs
 from mnist_cli.core.errors import STORAGE, STUDY, USAGE, UsageError
 from mnist_cli.tuning import space as spaces
 

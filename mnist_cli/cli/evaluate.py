@@ -14,7 +14,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from mnist_cli.core import runs
+from mnist_cli.runs import runs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core.config import EVAL_BATCH
@@ -65,7 +65,7 @@ def evaluate(
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
     # numpy and Pillow only: TensorFlow is imported once the target has resolved to a model.
-    from mnist_cli.core import rundata
+    from mnist_cli.runs import rundata
     from mnist_cli.data.download import ensure_dataset
     from mnist_cli.inference import evaluation, loading
 

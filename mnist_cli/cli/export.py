@@ -9,7 +9,7 @@ import typer
 from rich.filesize import decimal
 
 from mnist_cli.cli import app, common
-from mnist_cli.core import runs
+from mnist_cli.runs import runs
 
 Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
 

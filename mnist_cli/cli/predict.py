@@ -58,28 +58,28 @@ def predict(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say which runtime predicts, and why.")] = False,
 ) -> None:
     """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
-    from mnist_cli.inference import evaluation, litert  # TensorFlow only where the LiteRT cache cannot serve
+    from mnist_cli.inference import litert, predict  # TensorFlow only where the LiteRT cache cannot serve
 
     def note(message: str) -> None:
         if verbose:
             common.err.print(f"[dim]engine:[/] {common.safe(message)}", soft_wrap=True, highlight=False)
 
     # The pictures are read, and the target resolved, before TensorFlow could be imported.
-    items = evaluation.gather_pictures(images, read_stdin=_read_stdin)
+    items = predict.gather_pictures(images, read_stdin=_read_stdin)
     loaded = litert.load(checkpoint, runs_root=runs_root, engine=engine.value, on_note=note)
 
-    def on_event(event: evaluation.PictureDone) -> None:
+    def on_event(event: predict.PictureDone) -> None:
         if event.failure is not None:
             # One line per failed picture, so a long list of failures stays readable.
             hint = f" [dim]({common.safe(event.failure.hint)})[/]" if event.failure.hint else ""
             common.err.print(f"[bold red]error:[/] {common.safe(event.failure.message)}{hint}", soft_wrap=True, highlight=False)
 
-    results = evaluation.predict_pictures(loaded, items, on_event=on_event)
-    failed = sum(isinstance(result, evaluation.Failure) for result in results)
+    results = predict.predict_pictures(loaded, items, on_event=on_event)
+    failed = sum(isinstance(result, predict.Failure) for result in results)
     if json_output:
-        common.print_json([result.to_dict(top_k=top_k) if isinstance(result, evaluation.Prediction) else result.to_dict() for result in results])
+        common.print_json([result.to_dict(top_k=top_k) if isinstance(result, predict.Prediction) else result.to_dict() for result in results])
     else:
-        predictions = [result for result in results if isinstance(result, evaluation.Prediction)]
+        predictions = [result for result in results if isinstance(result, predict.Prediction)]
         if show:
             for prediction in predictions:
                 draw(common.out, prediction, top_k=top_k)

@@ -11,8 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from mnist_cli.core import listing
-from mnist_cli.core import runs as run_dirs
+from mnist_cli.runs import listing
+from mnist_cli.runs import runs as run_dirs
 from mnist_cli.cli import app, common
 from mnist_cli.core.config import TrainConfig
 

@@ -184,7 +184,7 @@ def show(
     # Imported here, not at module import, so that `mnist --help` stays fast.
     from mnist_cli import data
     from mnist_cli.data import explore
-    from mnist_cli.core import reporting
+    from mnist_cli.report import pictures
     from mnist_cli.data.download import ensure_dataset
 
     directory = data.dataset_dir(data_dir, dataset.value)
@@ -206,13 +206,13 @@ def show(
     )
     chosen = images[list(selection.indices)]
     if output is not None:
-        grid = reporting.digit_grid(
+        grid = pictures.digit_grid(
             chosen,
             captions=[f"{name}\n#{i}" for i, name in zip(selection.indices, selection.class_names)],
             columns=10,
             title=f"{selection.dataset} {selection.split}",
         )
-        selection = dataclasses.replace(selection, output=reporting.save_png(grid, output))
+        selection = dataclasses.replace(selection, output=pictures.save_png(grid, output))
     if json_output:
         common.print_json(selection.to_dict())
         return

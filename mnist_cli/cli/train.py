@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.table import Table
 
 from mnist_cli.core import config as cfg
-from mnist_cli.core import runs as run_dirs
+from mnist_cli.runs import runs as run_dirs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core.config import TrainConfig
@@ -259,7 +259,7 @@ def train(
     run_path, config = run_dirs.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
     if resume:
         # A resumed run reads the data it was trained on, unless --data-dir says otherwise.
-        from mnist_cli.core import rundata
+        from mnist_cli.runs import rundata
 
         data_dir, note = rundata.data_dir_for(run_path, config.dataset, data_dir if common.on_command_line(ctx, "data_dir") else None)
         if note and not quiet:

@@ -18,7 +18,7 @@ from mnist_cli.cli import app, common
 from mnist_cli.cli import train as train_cli
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core import config as cfg
-from mnist_cli.core import runs as run_dirs
+from mnist_cli.runs import runs as run_dirs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import UsageError
 

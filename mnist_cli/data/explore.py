@@ -1,7 +1,7 @@
 """Choosing samples of a data set to look at, and drawing them as plain text.
 
 numpy only: no TensorFlow, no Rich, no printing. The Rich drawing lives in
-`mnist_cli/cli/show.py`; the PNG grid in `mnist_cli/reporting.py`.
+`mnist_cli/cli/show.py`; the PNG grid in `mnist_cli/report/pictures.py`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class ExportResult:
 
 def default_output(run_dir: Path | None, source_path: Path, export_format: str) -> Path:
     """`<run>/export/<file>` for a run, else beside the source model."""
-    from mnist_cli.core.runs import run_subdir
+    from mnist_cli.runs.runs import run_subdir
 
     # Never through a link: an export/ linked elsewhere would be written (and replaced) outside the run.
     base = run_subdir(run_dir, "export") if run_dir is not None else Path(source_path).parent

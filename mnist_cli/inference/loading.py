@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core import checkpoint_state, runs
+from mnist_cli.runs import checkpoint_state, runs
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import ModelError
 
@@ -100,20 +100,20 @@ class Loaded:
     @functools.cached_property
     def predict_step(self) -> Any:
         """The compiled logits function (built on first use, traced once)."""
-        from mnist_cli.training import steps
+        from mnist_cli.model import steps
 
         return steps.make_predict_step(self.model)
 
     def logits(self, images: Any, *, batch_size: int) -> Any:
         """Logits for uint8 images [N, 28, 28], batch by batch."""
-        from mnist_cli.training import scoring
+        from mnist_cli.model import scoring
 
         return scoring.predict_logits(self.predict_step, images, batch_size=batch_size)
 
     @functools.cached_property
     def eval_step(self) -> Any:
         """The compiled (losses, logits) function with the run's loss (built on first use, traced once)."""
-        from mnist_cli.training import steps
+        from mnist_cli.model import steps
 
         return steps.make_eval_step(self.model, self.config)
 
@@ -275,8 +275,8 @@ def _load_checkpoint(target: Target, *, float32: bool = False) -> Loaded:
         )
     config = TrainConfig.load(target.config_file.parent)
 
-    from mnist_cli.training import checkpoints
-    from mnist_cli.training.network import build_model
+    from mnist_cli.model import weights
+    from mnist_cli.model.network import build_model
     from mnist_cli.core.tf_setup import import_tensorflow
 
     tf = import_tensorflow()
@@ -284,7 +284,7 @@ def _load_checkpoint(target: Target, *, float32: bool = False) -> Loaded:
     model = build_model(dataclasses.replace(config, precision="float32") if float32 else config)
     prefix = str(target.path)
     try:
-        checkpoints.restore_weights(model, prefix)
+        weights.restore_weights(model, prefix)
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - TF's reader raises IndexError and others for truncated files

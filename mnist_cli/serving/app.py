@@ -30,9 +30,9 @@ from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from mnist_cli import __version__
-from mnist_cli.core import listing, runs
+from mnist_cli.runs import listing
 from mnist_cli.data.registry import dataset_spec
-from mnist_cli.inference import evaluation
+from mnist_cli.inference import predict
 from mnist_cli.inference.loading import Loaded
 from mnist_cli.serving import tfserving
 from mnist_cli.serving.batching import Batcher
@@ -224,7 +224,7 @@ def create_app(
             raise Refused(400, "the client went away before sending the whole body") from None
         return b"".join(chunks)
 
-    async def pictures_of(request: Request, body: bytes) -> list[evaluation.Picture]:
+    async def pictures_of(request: Request, body: bytes) -> list[predict.Picture]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             return await _form_pictures(request, body, config)
@@ -234,7 +234,7 @@ def create_app(
                 f"/predict takes pictures, not {content_type}",
                 f"send a picture's bytes (Content-Type: image/png, ...) or a multipart form; JSON arrays go to /v1/models/{name}:predict",
             )
-        return [evaluation.Picture(RAW_BODY, body)]
+        return [predict.Picture(RAW_BODY, body)]
 
     @app.get("/", include_in_schema=False)
     async def page_html() -> HTMLResponse:
@@ -274,7 +274,7 @@ def create_app(
             }
         },
     )
-    async def predict(
+    async def predict_route(
         request: Request,
         top_k: int = Query(3, ge=1, le=10, description="How many of the most probable classes to list."),
         image: bool = Query(False, description="Add the 28x28 digit the network saw (rows of 0-255) to each item."),
@@ -283,17 +283,17 @@ def create_app(
         pictures = await pictures_of(request, body)
         if len(pictures) > config.max_instances:
             raise Refused(400, f"too many pictures: {len(pictures)}, at most {config.max_instances} per request")
-        read = await anyio.to_thread.run_sync(lambda: [evaluation.read_picture(picture) for picture in pictures], limiter=preprocessing)
-        good = [index for index, result in enumerate(read) if not isinstance(result, evaluation.Failure)]
-        items: list[dict[str, Any]] = [result.to_dict() if isinstance(result, evaluation.Failure) else {} for result in read]
+        read = await anyio.to_thread.run_sync(lambda: [predict.read_picture(picture) for picture in pictures], limiter=preprocessing)
+        good = [index for index, result in enumerate(read) if not isinstance(result, predict.Failure)]
+        items: list[dict[str, Any]] = [result.to_dict() if isinstance(result, predict.Failure) else {} for result in read]
         if good:
             images = np.stack([read[index] for index in good]).astype(np.uint8, copy=False)
             logits = await batcher.logits(images)
-            for index, prediction in zip(good, evaluation.make_predictions(loaded, [pictures[i].path for i in good], images, logits)):
+            for index, prediction in zip(good, predict.make_predictions(loaded, [pictures[i].path for i in good], images, logits)):
                 items[index] = prediction.to_dict(top_k=top_k)
                 if image:
                     items[index]["image"] = prediction.image.tolist()
-        failures = [result for result in read if isinstance(result, evaluation.Failure)]
+        failures = [result for result in read if isinstance(result, predict.Failure)]
         if failures:
             first = failures[0]
             message = first.message if len(read) == 1 else f"{len(failures)} of {len(read)} pictures could not be read; the first: {first.message}"
@@ -359,7 +359,7 @@ def create_app(
     return observe
 
 
-async def _form_pictures(request: Request, body: bytes, config: ServeConfig) -> list[evaluation.Picture]:
+async def _form_pictures(request: Request, body: bytes, config: ServeConfig) -> list[predict.Picture]:
     async def stream() -> AsyncIterator[bytes]:
         yield body
 
@@ -380,7 +380,7 @@ async def _form_pictures(request: Request, body: bytes, config: ServeConfig) -> 
             if isinstance(value, str):
                 continue  # text fields carry no picture
             data = await value.read()
-            pictures.append(evaluation.Picture(value.filename or field_name, data))
+            pictures.append(predict.Picture(value.filename or field_name, data))
     finally:
         await form.close()
     if not pictures:

@@ -1,4 +1,4 @@
-"""Checkpoints of a run: the latest few and the best, the exported model.keras, and loading weights.
+"""Checkpoints of a run being trained: the latest few and the best, with the loop's position.
 
 A checkpoint holds the model's variables, the optimizer's (slots and step counter)
 and the loop's own position, so a resumed run continues bit for bit.
@@ -6,15 +6,15 @@ and the loop's own position, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.core.errors import LocalIOError, ModelError
-from mnist_cli.core import checkpoint_state, runs
-from mnist_cli.core.fileio import fsync_dir, io_error
-from mnist_cli.core.runs import BEST_DIR, CHECKPOINTS_DIR
+from mnist_cli.runs import runs
+from mnist_cli.core.fileio import io_error
+from mnist_cli.runs.runs import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
+from mnist_cli.model import weights
 
 tf = import_tensorflow()
 
@@ -64,24 +64,13 @@ class LoopState:
             self.best_epoch.assign(epochs_done)
 
 
-def _checkpoint(model: Any, optimizer: Any | None = None, state: LoopState | None = None) -> Any:
-    # Keras 3 models are not tracked as tf.train.Checkpoint children, so their
-    # variables are listed explicitly (the order is fixed by the architecture).
-    parts: dict[str, Any] = {"model": list(model.variables)}
-    if optimizer is not None:
-        parts["optimizer"] = list(optimizer.variables)
-    if state is not None:
-        parts.update(state.variables())
-    return tf.train.Checkpoint(**parts)
-
-
 class RunCheckpoints:
     """The `checkpoints/` (latest few) and `best/` (best validation accuracy) of one run."""
 
     def __init__(
         self, run_dir: Path, *, model: Any, optimizer: Any, state: LoopState, keep: int, restore_dir: Path | None = None
     ) -> None:
-        self.checkpoint = _checkpoint(model, optimizer, state)
+        self.checkpoint = weights.checkpoint_of(model, optimizer, state)
         self.state = state
         # A multi-worker run's other workers write a scratch copy but resume from the chief's run.
         self.restore_dir = Path(restore_dir or run_dir)
@@ -91,7 +80,7 @@ class RunCheckpoints:
         for name in (CHECKPOINTS_DIR, BEST_DIR):
             runs.run_subdir(run_dir, name)
         for directory in (Path(run_dir) / CHECKPOINTS_DIR, Path(run_dir) / BEST_DIR, self.restore_dir / CHECKPOINTS_DIR):
-            _check_state(directory)
+            weights.check_state(directory)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / CHECKPOINTS_DIR), max_to_keep=keep)
         self.best = tf.train.CheckpointManager(self.checkpoint, str(Path(run_dir) / BEST_DIR), max_to_keep=1)
 
@@ -119,9 +108,9 @@ class RunCheckpoints:
 
     def restore_latest(self) -> str | None:
         """Restore the newest complete checkpoint; None when there is none."""
-        path = latest_in(self.restore_dir / CHECKPOINTS_DIR)
+        path = weights.latest_in(self.restore_dir / CHECKPOINTS_DIR)
         if path:
-            _restore(self.checkpoint, path)
+            weights.restore(self.checkpoint, path)
             self._reconcile_best(path)
         return path
 
@@ -135,8 +124,8 @@ class RunCheckpoints:
         """
         state = self.state
         recorded = int(state.best_epoch.numpy())
-        best_path = latest_in(self.restore_dir / BEST_DIR)
-        held = (_stored_number(best_path, "best_epoch") or 0) if best_path else 0
+        best_path = weights.latest_in(self.restore_dir / BEST_DIR)
+        held = (weights.stored_number(best_path, "best_epoch") or 0) if best_path else 0
         if recorded == held:
             return
         at_end_of_best = recorded == int(state.epoch.numpy()) and int(state.step_in_epoch.numpy()) == 0
@@ -146,105 +135,15 @@ class RunCheckpoints:
             return
         # best/ is what gets scored, so the record follows it.
         state.best_epoch.assign(int(held))
-        accuracy = _stored_number(best_path, "best_val_accuracy") if best_path else None
+        accuracy = weights.stored_number(best_path, "best_val_accuracy") if best_path else None
         state.best_val_accuracy.assign(-1.0 if accuracy is None else float(accuracy))
 
     def restore_best(self) -> str | None:
         """Restore the best checkpoint (or leave the weights as they are when there is none)."""
-        path = latest_in(Path(self.best.directory))
+        path = weights.latest_in(Path(self.best.directory))
         if path:
-            _restore(self.checkpoint, path)
+            weights.restore(self.checkpoint, path)
         return path
-
-
-def _stored_number(path: str, name: str) -> float | None:
-    try:
-        return float(tf.train.load_variable(path, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
-    except (tf.errors.OpError, ValueError, TypeError):
-        return None
-
-
-def save_keras_model(model: Any, path: Path) -> None:
-    """Export the model as a `.keras` file, atomically: a crash never leaves half a file under its name."""
-    # Keras insists on the .keras suffix, so the temporary file keeps it.
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(temporary)
-        temporary.replace(path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise io_error(exc, f"writing {path}") from None
-
-
-def _restore(checkpoint: Any, path: str) -> None:
-    # Every variable of the run must match; the checkpoint's own save counter is only
-    # restored once the manager saves again, which a finished run never does, and TF
-    # would then log a warning about it on exit.
-    _read(checkpoint, path).assert_existing_objects_matched().expect_partial()
-
-
-def _read(checkpoint: Any, path: str) -> Any:
-    try:
-        return checkpoint.read(path)
-    # A truncated .data file surfaces as an IndexError ("Read less bytes than requested").
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as exc:
-        message = getattr(exc, "message", str(exc)).splitlines()[0]
-        raise ModelError(f"checkpoint {path} cannot be read: {message}", "it may be partial or corrupt; use another checkpoint or train again") from None
-
-
-def restore_weights(model: Any, path: str) -> None:
-    """Load only the model's weights from a checkpoint prefix, checking that every one matches."""
-    try:
-        stored = dict(tf.train.list_variables(path))
-    except (tf.errors.OpError, ValueError) as exc:
-        message = getattr(exc, "message", str(exc)).splitlines()[0]
-        raise ModelError(f"checkpoint {path} cannot be read: {message}", "it may be partial or corrupt; use another checkpoint or train again") from None
-    for index, variable in enumerate(model.variables):
-        key = f"model/{index}/.ATTRIBUTES/VARIABLE_VALUE"
-        if key not in stored or list(stored[key]) != list(variable.shape):
-            raise ModelError(
-                f"checkpoint {path} does not fit the model in its config.json (variable {index}: {variable.path})",
-                "the checkpoint and config.json come from different runs",
-            )
-    _read(_checkpoint(model), path).expect_partial()
-
-
-def latest_in(directory: Path) -> str | None:
-    """The newest checkpoint prefix recorded in a checkpoint directory, if any; never one outside it.
-
-    A state file that is damaged, or that records a checkpoint whose files are gone, is a
-    ModelError: starting again from nothing would overwrite a run that only needs repair.
-    """
-    state = _check_state(directory)
-    if state is None:
-        return None
-    try:
-        path = tf.train.latest_checkpoint(str(directory))
-    except (tf.errors.OpError, ValueError):
-        path = None
-    if path is None:
-        raise checkpoint_state.state_refused(Path(directory) / checkpoint_state.CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
-    return path
-
-
-def _check_state(directory: Path) -> checkpoint_state.CheckpointState | None:
-    """Refuse a checkpoint state file that is damaged or names files outside its own directory."""
-    # Parsed strictly without TF first: TF would block on a FIFO, read a huge file whole,
-    # and treat an unparsable file as "no checkpoint" (logging a warning).
-    state = checkpoint_state.read_checkpoint_state(directory)
-    if state is None:
-        return None
-    inside = os.path.normpath(str(directory))
-    # TF joins relative paths to the directory itself; an absolute path or `..` leads elsewhere.
-    for path in state.paths:
-        joined = path if os.path.isabs(path) else os.path.join(str(directory), path)
-        if os.path.dirname(os.path.normpath(joined)) != inside:
-            raise ModelError(
-                f"{Path(directory) / 'checkpoint'} names {path}, outside {directory}; refusing to use it",
-                "the run directory was altered or is not from `mnist train`; train again, or point at a checkpoint prefix inside it",
-            )
-    return state
 
 
 def _remove_unrecorded(directory: Path, step: int) -> None:

@@ -12,38 +12,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from mnist_cli.core.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer as `model.summary()` lists it."""
-
-    name: str
-    kind: str  # the Keras class, such as Dense
-    output_shape: tuple[int | None, ...]
-    params: int
-
-
-@dataclass(frozen=True)
-class NetworkBuilt:
-    """The network is built: its layers, their output shapes and parameters, as the walk-through's `summary()`."""
-
-    name: str
-    layers: tuple[Layer, ...]
-    params: int
-    trainable_params: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types."""
-        return {
-            "name": self.name,
-            "layers": [
-                {"name": layer.name, "kind": layer.kind, "output_shape": list(layer.output_shape), "params": layer.params}
-                for layer in self.layers
-            ],
-            "params": self.params,
-            "trainable_params": self.trainable_params,
-        }
+from mnist_cli.model.network import NetworkBuilt
 
 
 @dataclass(frozen=True)

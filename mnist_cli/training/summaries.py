@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from mnist_cli.core.config import TrainConfig, format_hidden
-from mnist_cli.core.reporting import digit_grid_array, misclassified
+from mnist_cli.report.metrics import misclassified
+from mnist_cli.report.pictures import digit_grid_array
 from mnist_cli.core.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
@@ -46,7 +47,7 @@ class RunSummaries:
     def __init__(self, run_dir: Path, config: TrainConfig, class_names: tuple[str, ...]) -> None:
         self.config = config
         self.class_names = class_names
-        from mnist_cli.core.runs import run_subdir
+        from mnist_cli.runs.runs import run_subdir
 
         self.root = tf.summary.create_file_writer(str(run_dir))
         # run_subdir refuses a link: event files are written only inside the run.

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.core import rundata, runs
+from mnist_cli.runs import rundata, runs
 from mnist_cli.core.config import TrainConfig, format_hidden
 from mnist_cli.core.errors import DivergedError, Interrupted, LocalIOError, UsageError
 from mnist_cli.core.fileio import io_error
@@ -39,7 +39,8 @@ from mnist_cli.training.stopping import StopRequest
 
 tf = import_tensorflow()
 
-from mnist_cli.training import checkpoints, distribute, network, scoring, steps, summaries  # noqa: E402
+from mnist_cli.training import checkpoints, distribute, summaries  # noqa: E402
+from mnist_cli.model import network, scoring, steps, weights  # noqa: E402
 
 __all__ = [
     "EpochDone",
@@ -166,7 +167,7 @@ class _Loop:
         finally:
             self.writer.close()
         model_path = self.run_dir / runs.MODEL_FILE
-        checkpoints.save_keras_model(self.model, model_path)
+        weights.save_keras_model(self.model, model_path)
         result = self._result(test, best_checkpoint, model_path=model_path, started=started, started_at=started_at)
         runs.write_json(self.run_dir / runs.RESULT_FILE, result.to_dict())
         return result

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core import listing, runs
+from mnist_cli.runs import listing, runs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import DivergedError, StorageError, StudyMismatchError, UsageError
 from mnist_cli.core.fileio import atomic_write_text

@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from mnist_cli.core.config import TrainConfig
-from mnist_cli.training.events import Layer, NetworkBuilt
 from mnist_cli.data.registry import COLS, NUM_CLASSES, ROWS
 from mnist_cli.core.tf_setup import import_tensorflow
 
 _POLICIES = {"float32": "float32", "mixed-bf16": "mixed_bfloat16", "mixed-fp16": "mixed_float16"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer as `model.summary()` lists it."""
+
+    name: str
+    kind: str  # the Keras class, such as Dense
+    output_shape: tuple[int | None, ...]
+    params: int
+
+
+@dataclass(frozen=True)
+class NetworkBuilt:
+    """The network is built: its layers, their output shapes and parameters, as the walk-through's `summary()`."""
+
+    name: str
+    layers: tuple[Layer, ...]
+    params: int
+    trainable_params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return {
+            "name": self.name,
+            "layers": [
+                {"name": layer.name, "kind": layer.kind, "output_shape": list(layer.output_shape), "params": layer.params}
+                for layer in self.layers
+            ],
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+        }
 
 
 def build_model(config: TrainConfig) -> Any:

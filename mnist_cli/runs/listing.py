@@ -13,7 +13,7 @@ from typing import Any
 
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import LocalIOError, MnistError, ModelError, UsageError
-from mnist_cli.core.runs import (
+from mnist_cli.runs.runs import (
     LOCK_FILE,
     RESULT_FILE,
     STATUS_FILE,

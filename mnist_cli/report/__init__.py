@@ -1,0 +1,1 @@
+"""Evaluation results: metrics computed from predictions, and the pictures drawn from them."""
