@@ -17,7 +17,8 @@ import numpy as np
 from mnist_cli.core.errors import ModelError
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
-from mnist_cli.inference.litert import SIGNATURE
+from mnist_cli.model.signature import CLASSES, INPUT, LOGITS, PROBABILITIES, SIGNATURE
+from mnist_cli.data.registry import COLS, ROWS
 
 tf = import_tensorflow()
 
@@ -120,9 +121,9 @@ def _write_saved_model(model: Any, path: Path) -> None:
 
     def serve(images: Any) -> dict[str, Any]:
         logits = model(images, training=False)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits), "classes": tf.argmax(logits, axis=1)}
+        return {LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits), CLASSES: tf.argmax(logits, axis=1)}
 
-    archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name="images")])
+    archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None, ROWS, COLS], tf.uint8, name=INPUT)])
     with native_stderr_silenced():
         archive.write_out(str(path), verbose=False)
 
@@ -134,14 +135,14 @@ def _run_export(path: Path, export_format: str, images: np.ndarray) -> np.ndarra
         return keras.saving.load_model(path, safe_mode=True, compile=False)(images, training=False).numpy()
     if export_format == "savedmodel":
         loaded = tf.saved_model.load(str(path))
-        return loaded.signatures[SIGNATURE](images=tf.constant(images))["logits"].numpy()
+        return loaded.signatures[SIGNATURE](**{INPUT: tf.constant(images)})[LOGITS].numpy()
     import warnings
 
     with warnings.catch_warnings(), native_stderr_silenced():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to LiteRT
         interpreter = tf.lite.Interpreter(model_content=path.read_bytes())
         runner = interpreter.get_signature_runner(SIGNATURE)
-        return runner(images=images)["logits"]
+        return runner(**{INPUT: images})[LOGITS]
 
 
 def _replace(source: Path, output: Path) -> None:

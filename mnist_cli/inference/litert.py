@@ -35,9 +35,9 @@ from mnist_cli.core.fileio import atomic_write_text
 from mnist_cli.core.tf_setup import native_stderr_silenced
 from mnist_cli.inference import loading
 from mnist_cli.inference.loading import Loaded, Source, Target
+from mnist_cli.model.signature import INPUT, LOGITS, SIGNATURE
 
 CACHE_DIR = ".cache"  # inside the run directory (or beside a checkpoint or model file outside a run)
-SIGNATURE = "serving_default"  # the exported signature: uint8 `images` [N, 28, 28] -> `logits` [N, 10]
 FORMAT = 1  # the sidecar's layout; another value is a cache from another version: rebuilt
 KEEP = 4  # cached models kept per folder (one per checkpoint predicted with, newest first)
 MAX_MODEL_BYTES = 256 * 2**20  # far above any network `mnist train` builds (the convnet is ~2 MB)
@@ -71,7 +71,7 @@ class FastModel:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         with native_stderr_silenced():  # the XNNPACK delegate announces itself on the first run
             parts = [
-                np.array(self._runner(images=images[start : start + batch_size])["logits"], dtype=np.float32)
+                np.array(self._runner(**{INPUT: images[start : start + batch_size]})[LOGITS], dtype=np.float32)
                 for start in range(0, len(images), batch_size)
             ]
         return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
@@ -257,12 +257,12 @@ def _check_runner(interpreter_class: Any, blob: bytes) -> Any:
             warnings.simplefilter("ignore")
             interpreter = interpreter_class(model_content=blob)
             signatures = interpreter.get_signature_list()
-            if SIGNATURE not in signatures or "images" not in signatures[SIGNATURE]["inputs"]:
+            if SIGNATURE not in signatures or INPUT not in signatures[SIGNATURE]["inputs"]:
                 raise Unavailable(f"it has no {SIGNATURE} signature taking images")
-            if "logits" not in signatures[SIGNATURE]["outputs"]:
+            if LOGITS not in signatures[SIGNATURE]["outputs"]:
                 raise Unavailable(f"its {SIGNATURE} signature returns no logits")
             runner = interpreter.get_signature_runner(SIGNATURE)
-            inputs, outputs = runner.get_input_details()["images"], runner.get_output_details()["logits"]
+            inputs, outputs = runner.get_input_details()[INPUT], runner.get_output_details()[LOGITS]
     except Unavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - the runtime raises ValueError/RuntimeError for damaged flatbuffers
@@ -310,6 +310,6 @@ def _prune(folder: Path, *, keep: set[str]) -> None:
 
 
 __all__ = [
-    "CACHE_DIR", "ENGINES", "FastModel", "SIGNATURE", "Unavailable", "build", "cache_key", "cache_paths", "load",
+    "CACHE_DIR", "ENGINES", "FastModel", "Unavailable", "build", "cache_key", "cache_paths", "load",
     "open_cached", "runtime_available",
 ]

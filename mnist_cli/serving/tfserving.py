@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from mnist_cli.data.registry import COLS, ROWS
+from mnist_cli.model.signature import INPUT, SIGNATURE
 
-SIGNATURE = "serving_default"  # the name `mnist export --format savedmodel` gives its signature
-INPUT = "images"
 
 
 class BadRequest(ValueError):
