@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,24 @@ def test_defaults_are_the_walkthrough_recipe() -> None:
     assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("sgd", 0.01, 32, 10)
     assert config.log_every == 200
     assert TrainConfig(optimizer="adam").lr == 0.001 and TrainConfig(optimizer="adam", lr=0.01).lr == 0.01
+
+
+def test_a_new_optimizer_brings_its_own_rate_unless_one_was_given(tmp_path: Path) -> None:
+    # The rate filled in for SGD must not stay behind when a copy switches to Adam.
+    assert TrainConfig().replace(optimizer="adam").lr == 0.001
+    assert dataclasses.replace(TrainConfig(), optimizer="adam").lr == 0.001
+    assert TrainConfig(optimizer="adam").replace(optimizer="momentum").lr == 0.01
+    # A given rate stays, even one equal to the old optimizer's usual rate.
+    assert TrainConfig(lr=0.05).replace(optimizer="adam").lr == 0.05
+    assert TrainConfig(lr=0.01).replace(optimizer="adam").lr == 0.01
+    assert TrainConfig().replace(lr=0.2).replace(optimizer="adam").lr == 0.2
+    # config.json holds a number either way; a saved rate is the run's, and stays.
+    TrainConfig(optimizer="adam").save(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.001
+    assert TrainConfig.load(tmp_path).replace(optimizer="sgd").lr == 0.001
+    # A null rate (the optimizer's usual one) loads too.
+    (tmp_path / "config.json").write_text('{"optimizer": "adamw", "lr": null}')
+    assert TrainConfig.load(tmp_path).lr == 0.001
 
 
 def test_config_is_frozen() -> None:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from mnist_cli.cli import app
 from mnist_cli.core import config as cfg
-from mnist_cli.runs import rundata, runs
+from mnist_cli.runs import layout, rundata
 from mnist_cli.core.errors import BUSY, USAGE
 from mnist_cli.model.network import Layer, NetworkBuilt
 from mnist_cli.training.events import TrainResult
@@ -60,7 +60,7 @@ def test_a_run_carries_its_data_recipe_and_network_to_the_commands_after_it(tmp_
     params = sum((inputs + 1) * outputs for inputs, outputs in zip(sizes, sizes[1:]))
     assert "network mlp" in trained.stderr and "dense_1" in trained.stderr and f"{params:,}" in trained.stderr
     assert trained.stderr.index("network mlp") < trained.stderr.index("epoch 1/1")
-    result = json.loads((run / runs.RESULT_FILE).read_text())
+    result = json.loads((run / layout.RESULT_FILE).read_text())
     assert result["params"] == params
     assert json.loads((run / "config.json").read_text())["recipe"] == "fast"
     recorded = rundata.read(run)
@@ -90,7 +90,7 @@ def test_a_run_carries_its_data_recipe_and_network_to_the_commands_after_it(tmp_
     assert re.search(rf"first .* fast .* {'yes' if augment else 'no'} +{params:,}", table.stdout), table.stdout
 
     # A second training on the run while one holds it: busy (9), before "already holds a run" (2).
-    with filelock.FileLock(str(run / runs.LOCK_FILE)):
+    with filelock.FileLock(str(run / layout.LOCK_FILE)):
         busy = _invoke(tmp_path, "train", "--data-dir", str(data), "--run-dir", str(run))
         busy_resume = _invoke(tmp_path, "train", "--run-dir", str(run), "--resume", "--epochs", "3")
     assert busy.exit_code == BUSY and "another `mnist train` is writing to" in busy.stderr
@@ -245,7 +245,7 @@ def test_epoch_lines_on_a_terminal_wrap_between_words(width: int) -> None:
     [b"not json", b"[]", b'{"dataset": "mnist"}', b'{"dataset": 1, "data_dir": "/x"}', b'{"dataset": "mnist", "data_dir": ""}', b"\xff\xfe"],
 )
 def test_a_damaged_data_json_is_ignored(tmp_path: Path, content: bytes) -> None:
-    (tmp_path / rundata.DATA_FILE).write_bytes(content)
+    (tmp_path / layout.DATA_FILE).write_bytes(content)
     assert rundata.read(tmp_path) is None
     assert rundata.data_dir_for(tmp_path, "mnist", None) == (None, None)
 
@@ -256,6 +256,6 @@ def test_data_json_is_a_regular_small_file_with_an_absolute_folder(tmp_path: Pat
     rundata.record(tmp_path, dataset="mnist", directory=Path("data") / "mnist")
     assert rundata.read(tmp_path) == rundata.DataSource("mnist", tmp_path / "data")
     assert rundata.data_dir_for(tmp_path, "mnist", Path("elsewhere")) == (Path("elsewhere"), None)  # an explicit one wins
-    (tmp_path / rundata.DATA_FILE).unlink()
-    (tmp_path / rundata.DATA_FILE).mkdir()
+    (tmp_path / layout.DATA_FILE).unlink()
+    (tmp_path / layout.DATA_FILE).mkdir()
     assert rundata.read(tmp_path) is None

@@ -22,7 +22,7 @@ import pytest
 from conftest import write_tiny_dataset
 from test_reliability import fill, invoke, one_error_line
 
-from mnist_cli.runs import runs
+from mnist_cli.runs import layout, runs
 from mnist_cli.core.errors import LOCAL_IO
 from mnist_cli.model import weights
 from mnist_cli.training import checkpoints
@@ -89,7 +89,7 @@ def _arm(monkeypatch: pytest.MonkeyPatch, moment: str, epochs: int, trigger: Cal
 
     if moment in ("history", "result.json"):
         real_write = runs.write_json
-        name = runs.HISTORY_FILE if moment == "history" else runs.RESULT_FILE
+        name = layout.HISTORY_FILE if moment == "history" else layout.RESULT_FILE
 
         def write_json(path: Path, payload: object) -> None:
             if Path(path).name == name and (moment != "history" or len(payload) == epochs):  # type: ignore[arg-type]
@@ -150,8 +150,8 @@ def test_a_full_disk_at_each_moment_then_resume_gives_the_uninterrupted_result(
         resumed = _train(data_dir, run, epochs, "--resume")
         assert resumed.exit_code == 0, resumed.output
         result = json.loads(resumed.stdout)
-        on_disk = json.loads((run / runs.RESULT_FILE).read_text())
-        history = json.loads((run / runs.HISTORY_FILE).read_text())
+        on_disk = json.loads((run / layout.RESULT_FILE).read_text())
+        history = json.loads((run / layout.HISTORY_FILE).read_text())
 
         assert on_disk == result
         assert [entry["epoch"] for entry in history] == list(range(1, epochs + 1))
@@ -162,7 +162,7 @@ def test_a_full_disk_at_each_moment_then_resume_gives_the_uninterrupted_result(
         assert _stored_epoch(result["best_checkpoint"]) == result["best_epoch"]
         assert history[result["best_epoch"] - 1]["val_accuracy"] == result["best_val_accuracy"]
         # model.keras is the best checkpoint's model: evaluate gives train's test figures for both.
-        for target in (run / runs.MODEL_FILE, run):
+        for target in (run / layout.MODEL_FILE, run):
             scored = invoke("evaluate", str(target), "--data-dir", str(data_dir), "--json", "--quiet")
             assert scored.exit_code == 0, scored.output
             assert json.loads(scored.stdout)["accuracy"] == pytest.approx(result["test_accuracy"]), target

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import IN_CI, write_tiny_dataset
 from mnist_cli.cli import app
-from mnist_cli.runs import listing, runs
+from mnist_cli.runs import layout, listing
 from mnist_cli.core.errors import STORAGE, STUDY, USAGE, UsageError
 from mnist_cli.tuning import space as spaces
 
@@ -214,8 +214,8 @@ def test_a_pruned_trial_leaves_a_consistent_run_marked_pruned(tune_dirs: tuple[P
     run_dir = Path(trial.user_attrs["run_dir"])
     summary = listing.summarize_run(run_dir)
     assert summary.status == listing.PRUNED and summary.epochs_done == 1 and "after epoch 1" in summary.reason
-    assert not (run_dir / runs.RESULT_FILE).exists()
-    assert any((run_dir / runs.CHECKPOINTS_DIR).iterdir())  # resumable with `mnist train --resume`
+    assert not (run_dir / layout.RESULT_FILE).exists()
+    assert any((run_dir / layout.CHECKPOINTS_DIR).iterdir())  # resumable with `mnist train --resume`
 
 
 # --------------------------------------------------------------------------- shared studies
@@ -233,7 +233,7 @@ def _two_processes_share_a_study(data: Path, root: Path, space: Path, storage: s
     assert sorted(t.number for t in trials) == [0, 1, 2]  # exactly three trials, none twice
     assert all(t.state.name == "COMPLETE" for t in trials)
     run_dirs = {t.user_attrs["run_dir"] for t in trials}
-    assert len(run_dirs) == 3 and all((Path(d) / runs.RESULT_FILE).is_file() for d in run_dirs)
+    assert len(run_dirs) == 3 and all((Path(d) / layout.RESULT_FILE).is_file() for d in run_dirs)
     return trials
 
 

@@ -54,6 +54,15 @@ EVAL_BATCH = 1000
 DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adam": 0.001, "adamw": 0.001}
 
 
+class OptimizerDefaultRate(float):
+    """A learning rate nobody gave: the optimizer's usual one, which follows a change of optimizer.
+
+    `dataclasses.replace` passes every field on, so a copy cannot tell a rate that was
+    filled in from one that was asked for; this type carries the difference. It is an
+    ordinary float everywhere else (arithmetic, JSON, comparisons).
+    """
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one training run; the defaults are the walk-through's recipe."""
@@ -64,6 +73,7 @@ class TrainConfig:
     loss: str = "mse"
     optimizer: str = "sgd"
     # None means the optimizer's usual rate: the walk-through's 0.01 for SGD, Keras' 0.001 for Adam.
+    # After construction it is always a number; `lr_is_default` says whether it was filled in.
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -82,8 +92,9 @@ class TrainConfig:
     recipe: str | None = None
 
     def __post_init__(self) -> None:
-        if self.lr is None and self.optimizer in DEFAULT_LR:
-            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        if (self.lr is None or self.lr_is_default) and self.optimizer in DEFAULT_LR:
+            # Also on a copy with another optimizer: a filled-in rate is re-chosen, a given one stays.
+            object.__setattr__(self, "lr", OptimizerDefaultRate(DEFAULT_LR[self.optimizer]))
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
         _check_choice("loss", self.loss, LOSSES)
@@ -114,6 +125,11 @@ class TrainConfig:
         _check_number("weight-decay", self.weight_decay, minimum=0.0, maximum=MAX_WEIGHT_DECAY)
         _check_number("val-split", self.val_split, minimum=0.0, below=1.0)
 
+    @property
+    def lr_is_default(self) -> bool:
+        """Whether the learning rate is the optimizer's usual one, filled in rather than given."""
+        return isinstance(self.lr, OptimizerDefaultRate)
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed, validated again."""
         return dataclasses.replace(self, **changes)
@@ -136,11 +152,7 @@ class TrainConfig:
                 f"unknown config field(s): {', '.join(unknown)}",
                 f"known fields are: {', '.join(fields)}",
             )
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            default = getattr(cls, name, None) if name != "hidden" else cls.hidden
-            values[name] = _coerce(name, value, default)
-        return cls(**values)
+        return cls(**{name: coerce_field(name, value) for name, value in data.items()})
 
     def save(self, run_dir: Path) -> Path:
         """Write `config.json` into a run directory (atomically)."""
@@ -295,7 +307,9 @@ def _check_number(
         raise UsageError(f"--{name} must be {low}{high}, got {value}")
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def coerce_field(name: str, value: Any) -> Any:
+    """A JSON value for TrainConfig field `name`, of the field's type (ints taken for floats); UsageError otherwise."""
+    default = getattr(TrainConfig, name)
     if name == "hidden":
         if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
             raise UsageError(f"config field 'hidden' must be a list of integers, got {value!r}")
@@ -305,6 +319,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             raise UsageError(f"config field 'recipe' must be a recipe name or null, got {value!r}")
         return value
     if name == "lr":
+        if value is None:  # the optimizer's usual rate, as when --lr is not given
+            return None
         default = 0.0
     if isinstance(default, bool):
         if not isinstance(value, bool):

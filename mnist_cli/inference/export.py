@@ -19,10 +19,10 @@ from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
 from mnist_cli.model.signature import CLASSES, INPUT, LOGITS, PROBABILITIES, SIGNATURE
 from mnist_cli.data.registry import COLS, ROWS
+from mnist_cli.runs.layout import EXPORT_DIR, EXPORT_FILES as FORMATS
 
 tf = import_tensorflow()
 
-FORMATS = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
 _CHECK_IMAGES = 64
 TOLERANCE = 1e-4
 
@@ -48,7 +48,7 @@ def default_output(run_dir: Path | None, source_path: Path, export_format: str) 
     from mnist_cli.runs.runs import run_subdir
 
     # Never through a link: an export/ linked elsewhere would be written (and replaced) outside the run.
-    base = run_subdir(run_dir, "export") if run_dir is not None else Path(source_path).parent
+    base = run_subdir(run_dir, EXPORT_DIR) if run_dir is not None else Path(source_path).parent
     return base / FORMATS[export_format]
 
 
@@ -98,17 +98,17 @@ def export_model(model: Any, *, export_format: str, output: Path, overwrite: boo
 
 def _write(model: Any, export_format: str, scratch: Path) -> Path:
     if export_format == "keras":
-        path = scratch / "model.keras"
+        path = scratch / FORMATS["keras"]
         model.save(path)
         return path
-    saved = scratch / "saved_model"
+    saved = scratch / FORMATS["savedmodel"]
     _write_saved_model(model, saved)
     if export_format == "savedmodel":
         return saved
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=[SIGNATURE])
     with native_stderr_silenced():  # the converter logs its MLIR passes natively
         flatbuffer = converter.convert()
-    path = scratch / "model.tflite"
+    path = scratch / FORMATS["tflite"]
     path.write_bytes(flatbuffer)
     return path
 

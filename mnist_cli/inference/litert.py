@@ -36,8 +36,7 @@ from mnist_cli.core.tf_setup import native_stderr_silenced
 from mnist_cli.inference import loading
 from mnist_cli.inference.loading import Loaded, Source, Target
 from mnist_cli.model.signature import INPUT, LOGITS, SIGNATURE
-
-CACHE_DIR = ".cache"  # inside the run directory (or beside a checkpoint or model file outside a run)
+from mnist_cli.runs.layout import CACHE_DIR
 FORMAT = 1  # the sidecar's layout; another value is a cache from another version: rebuilt
 KEEP = 4  # cached models kept per folder (one per checkpoint predicted with, newest first)
 MAX_MODEL_BYTES = 256 * 2**20  # far above any network `mnist train` builds (the convnet is ~2 MB)
@@ -220,11 +219,13 @@ def _interpreter_class() -> Any:
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
+    from mnist_cli.core.safeio import read_json
+
     try:
         if path.stat().st_size > MAX_SIDECAR_BYTES:
             raise Unavailable("its sidecar is too large")
-        sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        sidecar = read_json(path, limit=MAX_SIDECAR_BYTES)
+    except (OSError, ValueError) as exc:  # UnsafeFile is a ValueError
         raise Unavailable(f"its sidecar cannot be read: {exc}") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
         raise Unavailable("its sidecar is from another version")

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.runs import checkpoint_state, runs
-from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.runs import checkpoint_state, layout, runs
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import ModelError
+from mnist_cli.runs.layout import CHECKPOINT_STATE, CONFIG_FILE
 
-CHECKPOINT_STATE = checkpoint_state.CHECKPOINT_STATE
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
 
@@ -225,9 +225,9 @@ def _find_config(start: Path) -> Path | None:
 
 def _resolve_dir(directory: Path, *, given: str) -> Target:
     config = directory / CONFIG_FILE
-    is_run = config.is_file() or (directory / runs.BEST_DIR).is_dir() or (directory / runs.CHECKPOINTS_DIR).is_dir()
+    is_run = config.is_file() or (directory / layout.BEST_DIR).is_dir() or (directory / layout.CHECKPOINTS_DIR).is_dir()
     if is_run:
-        for sub, best in ((runs.BEST_DIR, True), (runs.CHECKPOINTS_DIR, False)):
+        for sub, best in ((layout.BEST_DIR, True), (layout.CHECKPOINTS_DIR, False)):
             if (directory / sub).is_dir():
                 prefix = _newest_checkpoint(directory / sub)
                 if prefix is not None:
@@ -235,18 +235,18 @@ def _resolve_dir(directory: Path, *, given: str) -> Target:
         prefix = _newest_checkpoint(directory)
         if prefix is not None:
             return Target(CHECKPOINT, prefix, given, config if config.is_file() else None, directory)
-        if (directory / runs.MODEL_FILE).is_file():
-            return Target(KERAS, directory / runs.MODEL_FILE, given, config if config.is_file() else None, directory)
+        if (directory / layout.MODEL_FILE).is_file():
+            return Target(KERAS, directory / layout.MODEL_FILE, given, config if config.is_file() else None, directory)
         raise ModelError(
-            f"{directory} holds no checkpoint (nothing in {runs.BEST_DIR}/ or {runs.CHECKPOINTS_DIR}/)",
+            f"{directory} holds no checkpoint (nothing in {layout.BEST_DIR}/ or {layout.CHECKPOINTS_DIR}/)",
             f"finish its training with `mnist train --run-dir {directory} --resume`, or pick another run",
         )
     prefix = _newest_checkpoint(directory)
     if prefix is not None:
         config_file = _find_config(directory)
-        return Target(CHECKPOINT, prefix, given, config_file, config_file.parent if config_file else None, best=directory.name == runs.BEST_DIR)
-    if (directory / runs.MODEL_FILE).is_file():
-        return Target(KERAS, directory / runs.MODEL_FILE, given, None, None)
+        return Target(CHECKPOINT, prefix, given, config_file, config_file.parent if config_file else None, best=directory.name == layout.BEST_DIR)
+    if (directory / layout.MODEL_FILE).is_file():
+        return Target(KERAS, directory / layout.MODEL_FILE, given, None, None)
     raise ModelError(f"{directory} holds no run, checkpoint or model.keras", f"give {_TARGETS}")
 
 
@@ -260,7 +260,7 @@ def _prefix_target(prefix: Path, *, given: str) -> Target:
         given,
         config_file,
         config_file.parent if config_file else None,
-        best=prefix.parent.name == runs.BEST_DIR,
+        best=prefix.parent.name == layout.BEST_DIR,
     )
 
 

@@ -14,6 +14,7 @@ from mnist_cli.core.errors import ModelError
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.tf_setup import import_tensorflow
 from mnist_cli.runs import checkpoint_state
+from mnist_cli.runs.layout import CHECKPOINT_STATE
 
 tf = import_tensorflow()
 
@@ -97,7 +98,7 @@ def latest_in(directory: Path) -> str | None:
     except (tf.errors.OpError, ValueError):
         path = None
     if path is None:
-        raise checkpoint_state.state_refused(Path(directory) / checkpoint_state.CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
+        raise checkpoint_state.state_refused(Path(directory) / CHECKPOINT_STATE, f"names {state.latest}, whose files are missing")
     return path
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mnist_cli.core.errors import ModelError
 from mnist_cli.core.safeio import UnsafeFile
+from mnist_cli.runs.layout import CHECKPOINT_STATE
 
-CHECKPOINT_STATE = "checkpoint"  # the text file tf.train.CheckpointManager keeps in each checkpoint directory
 _STATE_LIMIT = 1024 * 1024  # a state file lists a few checkpoints; a real one is a few hundred bytes
 _STATE_LINE = re.compile(r'^\s*([a-z_]+)\s*:\s*(?:"((?:[^"\\\n]|\\.)*)"|([-+0-9.eE]+))\s*$')
 _STATE_PATHS = ("model_checkpoint_path", "all_model_checkpoint_paths")

@@ -11,13 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import LocalIOError, MnistError, ModelError, UsageError
+from mnist_cli.runs.layout import CONFIG_FILE, LOCK_FILE, RESULT_FILE, STATUS_FILE, STUDY_FILE
 from mnist_cli.runs.runs import (
-    LOCK_FILE,
-    RESULT_FILE,
-    STATUS_FILE,
-    STUDY_FILE,
     BrokenRunFile,
     count_or_none,
     load_history,

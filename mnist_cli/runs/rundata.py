@@ -8,14 +8,13 @@ need data (`evaluate`, `train --resume`) read it when no `--data-dir` is given.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_cli.core.fileio import atomic_write_text
+from mnist_cli.core.safeio import read_json
+from mnist_cli.runs.layout import DATA_FILE
 
-DATA_FILE = "data.json"
 _MAX_BYTES = 64 * 1024  # a real data.json is a few hundred bytes
 
 
@@ -36,13 +35,9 @@ def record(run_dir: Path, *, dataset: str, directory: Path) -> None:
 
 def read(run_dir: Path) -> DataSource | None:
     """The recorded data source, or None when the run has none or it is unreadable (never raises)."""
-    path = Path(run_dir) / DATA_FILE
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = read_json(Path(run_dir) / DATA_FILE, limit=_MAX_BYTES)
+    except (OSError, ValueError):  # UnsafeFile is a ValueError: not a regular file, too large, not JSON
         return None
     if not isinstance(data, dict):
         return None

@@ -1,7 +1,7 @@
-"""Run directories: their file names, the most recent run, a training's run directory and lock, and reading run files.
+"""Run directories: the most recent run, a training's run directory and lock, and reading run files.
 
-`listing.py` summarises every run under a root for `mnist runs`; `checkpoint_state.py` reads
-the state files of checkpoint folders.
+The names inside a run are layout.py's; `listing.py` summarises every run under a root for
+`mnist runs`; `checkpoint_state.py` reads the state files of checkpoint folders.
 """
 
 from __future__ import annotations
@@ -15,35 +15,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core.config import CONFIG_FILE, TrainConfig
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import BusyError, LocalIOError, ModelError, UsageError
 from mnist_cli.core.fileio import atomic_write_text
 from mnist_cli.core.safeio import UnsafeFile, read_json
+from mnist_cli.runs.layout import CONFIG_FILE, HISTORY_FILE, LOCK_FILE, RESULT_FILE
 
-HISTORY_FILE = "history.json"
-RESULT_FILE = "result.json"
-LOCK_FILE = ".lock"
-CHECKPOINTS_DIR = "checkpoints"
-BEST_DIR = "best"
-MODEL_FILE = "model.keras"
-# Written by `mnist tune`: a trial run stopped early by the pruner, and the folder holding a study's trials.
-STATUS_FILE = "status.json"
-STUDY_FILE = "study.json"
+# Where the runs are, not what is in one (that is layout.py's): the root's default and its variable.
 DEFAULT_RUNS_ROOT = "runs"
 RUNS_DIR_ENV = "MNIST_RUNS_DIR"
 
 __all__ = [
-    "BEST_DIR",
-    "CHECKPOINTS_DIR",
-    "CONFIG_FILE",
     "DEFAULT_RUNS_ROOT",
-    "HISTORY_FILE",
-    "LOCK_FILE",
-    "MODEL_FILE",
-    "RESULT_FILE",
     "RUNS_DIR_ENV",
-    "STATUS_FILE",
-    "STUDY_FILE",
     "BrokenRunFile",
     "count_or_none",
     "latest_run",

@@ -12,7 +12,7 @@ from typing import Any
 from mnist_cli.core.errors import LocalIOError, ModelError
 from mnist_cli.runs import runs
 from mnist_cli.core.fileio import io_error
-from mnist_cli.runs.runs import BEST_DIR, CHECKPOINTS_DIR
+from mnist_cli.runs.layout import BEST_DIR, CHECKPOINTS_DIR
 from mnist_cli.core.tf_setup import import_tensorflow
 from mnist_cli.model import weights
 

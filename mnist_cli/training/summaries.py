@@ -47,12 +47,13 @@ class RunSummaries:
     def __init__(self, run_dir: Path, config: TrainConfig, class_names: tuple[str, ...]) -> None:
         self.config = config
         self.class_names = class_names
+        from mnist_cli.runs.layout import TENSORBOARD_TRAIN_DIR, TENSORBOARD_VALIDATION_DIR
         from mnist_cli.runs.runs import run_subdir
 
         self.root = tf.summary.create_file_writer(str(run_dir))
         # run_subdir refuses a link: event files are written only inside the run.
-        self.train = tf.summary.create_file_writer(str(run_subdir(run_dir, "train")))
-        self.validation = tf.summary.create_file_writer(str(run_subdir(run_dir, "validation")))
+        self.train = tf.summary.create_file_writer(str(run_subdir(run_dir, TENSORBOARD_TRAIN_DIR)))
+        self.validation = tf.summary.create_file_writer(str(run_subdir(run_dir, TENSORBOARD_VALIDATION_DIR)))
 
     def start(self, *, sample_images: np.ndarray, sample_labels: np.ndarray, resumed: bool) -> None:
         """Record the hyperparameters, the config and a grid of sample inputs."""

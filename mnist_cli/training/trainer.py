@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.runs import rundata, runs
+from mnist_cli.runs import layout, rundata, runs
 from mnist_cli.core.config import TrainConfig, format_hidden
 from mnist_cli.core.errors import DivergedError, Interrupted, LocalIOError, UsageError
 from mnist_cli.core.fileio import io_error
@@ -114,7 +114,7 @@ def _fit(
         with tempfile.TemporaryDirectory(prefix="mnist-worker-") as scratch:
             loop = _Loop(config, data, run_dir=Path(scratch), restore_dir=run_dir, emit=emit, placement=placement, data_directory=None)
             result = loop.run(deterministic=deterministic)
-        return dataclasses.replace(result, run_dir=str(run_dir), best_checkpoint=None, model_file=str(run_dir / runs.MODEL_FILE))
+        return dataclasses.replace(result, run_dir=str(run_dir), best_checkpoint=None, model_file=str(run_dir / layout.MODEL_FILE))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -166,10 +166,10 @@ class _Loop:
             test, best_checkpoint = self._test()
         finally:
             self.writer.close()
-        model_path = self.run_dir / runs.MODEL_FILE
+        model_path = self.run_dir / layout.MODEL_FILE
         weights.save_keras_model(self.model, model_path)
         result = self._result(test, best_checkpoint, model_path=model_path, started=started, started_at=started_at)
-        runs.write_json(self.run_dir / runs.RESULT_FILE, result.to_dict())
+        runs.write_json(self.run_dir / layout.RESULT_FILE, result.to_dict())
         return result
 
     def _build(self) -> None:
@@ -313,7 +313,7 @@ class _Loop:
         self.history.append(entry)
         # History first, checkpoint second: a kill between the two leaves an extra entry,
         # which resume drops (it keeps one entry per epoch of the checkpoint), never a gap.
-        runs.write_json(self.run_dir / runs.HISTORY_FILE, self.history)
+        runs.write_json(self.run_dir / layout.HISTORY_FILE, self.history)
         step = self._global_step()
         checkpoint = self.saver.save(step=step)
         if is_best:

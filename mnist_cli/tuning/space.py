@@ -14,13 +14,12 @@ so a space never proposes a trial that `mnist train` would refuse.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core.config import TrainConfig, format_hidden, parse_hidden
+from mnist_cli.core.config import TrainConfig, coerce_field, format_hidden, parse_hidden
 from mnist_cli.core.errors import MnistError, UsageError
 
 # What a trial may vary. The data set, model, validation split and seed define the
@@ -70,10 +69,6 @@ class Space:
         """Plain JSON types, sorted by name: two equal spaces give equal dicts."""
         return {param.name: param.to_dict() for param in sorted(self.params, key=lambda p: p.name)}
 
-    def fingerprint(self) -> str:
-        """A canonical JSON text of the space, stored in the study to recognise it."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
     def without(self, fixed: set[str]) -> Space:
         """The space less the parameters fixed on the command line."""
         return Space(tuple(param for param in self.params if param.name not in fixed))
@@ -113,17 +108,15 @@ def default_space(model: str) -> Space:
 
 def read_space(path: Path) -> Space:
     """Read and check a `--space` TOML file (a top-level table, or a [space] table)."""
+    from mnist_cli.core.safeio import UnsafeFile, read_text
+
     path = Path(path)
     try:
-        if not path.is_file():
-            raise UsageError(f"space file {path} is not a regular file", "pass a TOML file to --space")
-        if path.stat().st_size > MAX_SPACE_BYTES:
-            raise UsageError(f"space file {path} is larger than {MAX_SPACE_BYTES // 1024} KiB", "a space is a few lines of TOML")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, limit=MAX_SPACE_BYTES)
+    except UnsafeFile as exc:  # not a regular file, larger than the cap, or not UTF-8
+        raise UsageError(f"space file {path} {exc}", "pass a TOML file of a few lines to --space") from None
     except OSError as exc:
         raise UsageError(f"cannot read space file {path}: {exc.strerror or exc}", "check the path given to --space") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"space file {path} is not UTF-8 text", "pass a TOML file to --space") from None
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -210,10 +203,8 @@ def _choice(name: str, value: Any, *, where: str) -> Any:
 
 def _valid(name: str, value: Any, *, where: str) -> None:
     # TrainConfig is the one judge of what a value may be; its message names the option.
-    from mnist_cli.core.config import _coerce
-
     try:
-        TrainConfig(**{name: _coerce(name, list(value) if name == "hidden" else value, getattr(TrainConfig, name))})
+        TrainConfig(**{name: coerce_field(name, list(value) if name == "hidden" else value)})
     except UsageError as exc:
         raise UsageError(f"{where}: {exc.message}", exc.hint) from None
 
