@@ -115,3 +115,12 @@ def test_real_mnist_loads(real_mnist_dir: Path) -> None:
     images, labels = load_split(real_mnist_dir, "test")
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist()[:2] == [980, 1135]
+
+
+def test_every_dataset_choice_has_files_and_mirrors() -> None:
+    from mnist_cli.core.config import DATASET_NAMES
+    from mnist_cli.data import DATASETS
+
+    # A --dataset the config accepts but the registry does not know would fail only at download.
+    assert tuple(DATASETS) == DATASET_NAMES
+    assert all(spec.files and spec.mirrors for spec in DATASETS.values())

@@ -194,6 +194,7 @@ def test_a_pruned_trial_leaves_a_consistent_run_marked_pruned(tune_dirs: tuple[P
 
     from mnist_cli.data.idx import load_splits
     from mnist_cli.tuning import study as studies
+    from mnist_cli.tuning.objective import Objective
 
     data, root, space_file = tune_dirs
 
@@ -208,12 +209,12 @@ def test_a_pruned_trial_leaves_a_consistent_run_marked_pruned(tune_dirs: tuple[P
     )
     splits = load_splits(data / "mnist", dataset="mnist", val_split=0.1, seed=0)
     study = optuna.create_study(direction="maximize", pruner=PruneAfterFirstEpoch())
-    study.optimize(studies._Objective(settings, splits, on_event=None), n_trials=1)
+    study.optimize(Objective(settings, splits, on_event=None), n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
     run_dir = Path(trial.user_attrs["run_dir"])
     summary = listing.summarize_run(run_dir)
-    assert summary.status == listing.PRUNED and summary.epochs_done == 1 and "after epoch 1" in summary.reason
+    assert summary.status == listing.STATE_PRUNED and summary.epochs_done == 1 and "after epoch 1" in summary.reason
     assert not (run_dir / layout.RESULT_FILE).exists()
     assert any((run_dir / layout.CHECKPOINTS_DIR).iterdir())  # resumable with `mnist train --resume`
 
@@ -245,7 +246,7 @@ def test_two_processes_share_a_study_on_sqlite(tune_dirs: tuple[Path, Path, Path
     _two_processes_share_a_study(data, root, space, f"sqlite:///{root.resolve()}/shared.db", "shared", jobs=2)
     listed = {run.name: run for run in listing.list_runs(root)}
     assert {name for name in listed if name.startswith("shared/")} == {"shared/trial-0000", "shared/trial-0001", "shared/trial-0002"}
-    assert all(run.status == listing.FINISHED for run in listed.values())
+    assert all(run.status == listing.STATE_FINISHED for run in listed.values())
     # Run again as it was made, the finished study reports itself ("running it again continues it").
     again = runner.invoke(app, [*_tune_args(data, root, space, "--study", "shared", "--trials", "3"), "--json"])
     assert again.exit_code == 0, again.output

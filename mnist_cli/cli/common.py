@@ -45,7 +45,7 @@ def _choices(name: str, values: tuple[str, ...]) -> Any:
     return enum.Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
-Dataset = _choices("Dataset", config.DATASETS)
+Dataset = _choices("Dataset", config.DATASET_NAMES)
 Model = _choices("Model", config.MODELS)
 Loss = _choices("Loss", config.LOSSES)
 Optimizer = _choices("Optimizer", config.OPTIMIZERS)

@@ -35,11 +35,11 @@ SortOption = Annotated[
     ),
 ]
 _STATUS_STYLE = {
-    listing.FINISHED: "green",
-    listing.RUNNING: "cyan",
-    listing.INTERRUPTED: "yellow",
-    listing.PRUNED: "magenta",
-    listing.BROKEN: "bold red",
+    listing.STATE_FINISHED: "green",
+    listing.STATE_RUNNING: "cyan",
+    listing.STATE_INTERRUPTED: "yellow",
+    listing.STATE_PRUNED: "magenta",
+    listing.STATE_BROKEN: "bold red",
 }
 
 
@@ -172,6 +172,6 @@ def runs_command(
         return
     _print_table(summaries)
     for run in summaries:
-        if run.status == listing.BROKEN:
+        if run.status == listing.STATE_BROKEN:
             reason = common.safe(run.reason or "unreadable")
             common.out.print(f"[bold red]{common.safe(run.name)}[/]: {reason}", highlight=False, soft_wrap=True)

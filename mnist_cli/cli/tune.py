@@ -180,7 +180,7 @@ def tune(
         raise UsageError("every parameter of the search space is fixed by an option", "leave at least one to search")
 
     from mnist_cli.data.download import ensure_dataset
-    from mnist_cli.tuning import pool, study as studies
+    from mnist_cli.tuning import pool, results, storage as stores, study as studies
 
     name = study or f"{dataset.value}-{model.value}"
     downloads = None if quiet else DownloadReporter(common.err)
@@ -188,7 +188,7 @@ def tune(
         directory = ensure_dataset(dataset.value, data_dir, on_event=downloads)
     settings = studies.TuneSettings(
         study=name,
-        storage=storage or studies.default_storage(runs_root, name),
+        storage=storage or stores.default_storage(runs_root, name),
         trials=trials,
         space=space,
         fixed=fixed,
@@ -208,7 +208,7 @@ def tune(
     studies.prepare(settings)
     if not quiet:
         common.err.print(
-            f"study {escape(name)} in {escape(studies.redact(settings.storage))}: {trials} trials, {jobs} at a time, "
+            f"study {escape(name)} in {escape(stores.redact(settings.storage))}: {trials} trials, {jobs} at a time, "
             f"searching {escape(', '.join(space.names))}",
             highlight=False,
             soft_wrap=True,
@@ -217,7 +217,7 @@ def tune(
     started = time.perf_counter()
     with reporter.running() if reporter else contextlib.nullcontext():
         pool.run_pool(settings, on_progress=reporter)
-    result = studies.summarize(settings, seconds=time.perf_counter() - started)
+    result = results.summarize(settings, seconds=time.perf_counter() - started)
     if json_output:
         common.print_json(result.to_dict())
     else:

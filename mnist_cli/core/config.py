@@ -15,7 +15,8 @@ from typing import Any
 
 from mnist_cli.core.errors import UsageError
 
-DATASETS = ("mnist", "fashion-mnist")
+# The --dataset choices; data/registry.py holds each one's files and mirrors (DATASETS).
+DATASET_NAMES = ("mnist", "fashion-mnist")
 MODELS = ("mlp", "cnn")
 LOSSES = ("mse", "xent")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -95,7 +96,7 @@ class TrainConfig:
         if (self.lr is None or self.lr_is_default) and self.optimizer in DEFAULT_LR:
             # Also on a copy with another optimizer: a filled-in rate is re-chosen, a given one stays.
             object.__setattr__(self, "lr", OptimizerDefaultRate(DEFAULT_LR[self.optimizer]))
-        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("dataset", self.dataset, DATASET_NAMES)
         _check_choice("model", self.model, MODELS)
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

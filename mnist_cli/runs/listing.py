@@ -23,11 +23,12 @@ from mnist_cli.runs.runs import (
 )
 
 SORT_KEYS = ("date", "test", "val", "name")
-FINISHED = "finished"
-INTERRUPTED = "interrupted"
-RUNNING = "running"
-BROKEN = "broken"
-PRUNED = "pruned"  # a `mnist tune` trial its pruner stopped; consistent, resumable like an interrupted run
+# A run's state as `mnist runs` shows it (core/errors.py's INTERRUPTED is an exit code, not this).
+STATE_FINISHED = "finished"
+STATE_INTERRUPTED = "interrupted"
+STATE_RUNNING = "running"
+STATE_BROKEN = "broken"
+STATE_PRUNED = "pruned"  # a `mnist tune` trial its pruner stopped; consistent, resumable like an interrupted run
 
 
 @dataclass(frozen=True)
@@ -113,23 +114,23 @@ def summarize_run(run_dir: Path) -> RunSummary:
     """Read one run directory; never raises for bad contents, which give status "broken" and a reason."""
     run_dir = Path(run_dir)
     running = is_running(run_dir)
-    status = RUNNING if running else INTERRUPTED
+    status = STATE_RUNNING if running else STATE_INTERRUPTED
     started = run_started(run_dir)
     try:
         config = TrainConfig.load(run_dir)
     except MnistError as exc:
         if running:  # a training that has not written its config yet
-            return RunSummary(run_dir.name, run_dir, RUNNING, started=started)
+            return RunSummary(run_dir.name, run_dir, STATE_RUNNING, started=started)
         reason = exc.message.replace(str(run_dir) + os.sep, "")  # "config.json is missing", not the whole path
-        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started)
+        return RunSummary(run_dir.name, run_dir, STATE_BROKEN, reason=reason, started=started)
     try:
         history = load_history(run_dir)
         result = None if running else read_run_file(run_dir / RESULT_FILE, dict)
     except ModelError as exc:
         reason = exc.message.replace(str(run_dir) + os.sep, "")
-        return RunSummary(run_dir.name, run_dir, BROKEN, reason=reason, started=started, config=config)
+        return RunSummary(run_dir.name, run_dir, STATE_BROKEN, reason=reason, started=started, config=config)
     except BrokenRunFile as exc:
-        return RunSummary(run_dir.name, run_dir, BROKEN, reason=str(exc), started=started, config=config)
+        return RunSummary(run_dir.name, run_dir, STATE_BROKEN, reason=str(exc), started=started, config=config)
     val_accuracies = [v for v in (_number(epoch.get("val_accuracy")) for epoch in history) if v is not None]
     seconds = [v for v in (_number(epoch.get("seconds")) for epoch in history) if v is not None]
     summary = RunSummary(
@@ -154,7 +155,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
     return RunSummary(
         run_dir.name,
         run_dir,
-        FINISHED,
+        STATE_FINISHED,
         started=started,
         config=config,
         epochs_done=epochs_done,
@@ -171,10 +172,10 @@ def _pruned(run_dir: Path, summary: RunSummary) -> RunSummary:
         marker = read_run_file(run_dir / STATUS_FILE, dict)
     except BrokenRunFile:
         return summary
-    if marker is None or marker.get("status") != PRUNED:
+    if marker is None or marker.get("status") != STATE_PRUNED:
         return summary
     reason = marker.get("reason")
-    return dataclasses.replace(summary, status=PRUNED, reason=reason if isinstance(reason, str) else None)
+    return dataclasses.replace(summary, status=STATE_PRUNED, reason=reason if isinstance(reason, str) else None)
 
 
 def _sort_key(key: str) -> Any:

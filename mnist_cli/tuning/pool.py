@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from mnist_cli.core.errors import Interrupted, LocalIOError, MnistError
-from mnist_cli.tuning.study import POLL_SECONDS, WORKERS_DIR, TrialRow, TuneSettings, open_study, stop_file, trial_rows
+from mnist_cli.runs import layout
+from mnist_cli.tuning.results import TrialRow, trial_rows
+from mnist_cli.tuning.study import POLL_SECONDS, TuneSettings, finished_count, open_study
+from mnist_cli.tuning.worker import stop_file
 
 MAX_RESTARTS_PER_JOB = 3
 
@@ -63,14 +66,14 @@ def run_pool(
     on_progress: Callable[[list[TrialRow]], None] | None = None,
 ) -> None:
     """Run `settings.jobs` workers until the study is done (or the deadline); report the trials every second."""
-    log_dir = settings.study_dir / WORKERS_DIR
+    log_dir = settings.study_dir / layout.WORKERS_DIR
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LocalIOError(f"cannot create {log_dir}: {exc.strerror or exc}", "check the runs root") from None
     study = open_study(settings, heartbeat=False, create=False)
     env = {**os.environ, **thread_env(settings.jobs)}
-    workers = [_spawn(settings, index, log_dir, env) for index in range(settings.jobs)]
+    workers = [_spawn(settings, index, env) for index in range(settings.jobs)]
     restarts = 0
     failure: WorkerFailed | None = None
     try:
@@ -87,7 +90,7 @@ def run_pool(
                 if code < 0 and restarts < MAX_RESTARTS_PER_JOB * settings.jobs and not _done(study, settings):
                     # Killed (kill -9, out of memory): its trial fails after the heartbeat grace period; go on.
                     restarts += 1
-                    workers.append(_spawn(settings, worker.index, log_dir, env))
+                    workers.append(_spawn(settings, worker.index, env))
                 elif code not in (0,) and failure is None:
                     failure = _failure(worker, code)
                     for other in workers:  # one broken worker (bad data, lost database) stops the others
@@ -113,12 +116,12 @@ def run_pool(
 
 
 def _done(study: Any, settings: TuneSettings) -> bool:
-    finished = sum(1 for trial in study.get_trials(deepcopy=False) if trial.state.name in ("COMPLETE", "PRUNED"))
+    finished = finished_count(study.get_trials(deepcopy=False))
     return finished >= settings.trials or (settings.deadline is not None and time.time() >= settings.deadline)
 
 
-def _spawn(settings: TuneSettings, index: int, log_dir: Path, env: dict[str, str]) -> _Worker:
-    log_path = log_dir / f"worker-{os.getpid()}-{index}.log"
+def _spawn(settings: TuneSettings, index: int, env: dict[str, str]) -> _Worker:
+    log_path = layout.worker_log(settings.study_dir, os.getpid(), index)
     log = open(log_path, "ab")  # noqa: SIM115 (closed when the worker ends)
     # Own session: a Ctrl-C on the terminal reaches the pool, which passes one SIGINT on,
     # so each worker saves its trial once instead of seeing a "second Ctrl-C".
