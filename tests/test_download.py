@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 
 from mnist_cli import data
 from mnist_cli.data import download as dl
+from mnist_cli.data.download import partfile, settings as download_settings
 from mnist_cli.cli import app
 from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, DatasetSpec, FileSpec
 from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, LocalIOError, UsageError
@@ -204,7 +205,7 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MNIST_MIRROR", "MNIST_DATA_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(dl, "DEFAULT_SETTINGS", FAST)
+    monkeypatch.setattr(download_settings, "DEFAULT_SETTINGS", FAST)
 
 
 @pytest.fixture
@@ -592,8 +593,8 @@ def test_full_disk_is_a_local_io_error_and_leaves_nothing(
         def write(self, chunk: bytes) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    real_open = dl._open_part
-    monkeypatch.setattr(dl, "_open_part", lambda part, append: FullDisk(real_open(part, append=append)))
+    real_open = partfile.open_part
+    monkeypatch.setattr(partfile, "open_part", lambda part, append: FullDisk(real_open(part, append=append)))
     with pytest.raises(LocalIOError, match="no space left"):
         _run(tmp_path, [str(mirror_dir)])
     assert not (tmp_path / "mnist").exists()  # nothing landed, so the folder it made is gone too
@@ -824,6 +825,28 @@ def test_a_local_folder_of_other_files_says_they_differ_and_no_verify_takes_them
     code, stdout, _ = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(own))
     assert code == 0 and stdout.count("skipped") == 4
     assert before == {name: (tmp_path / "data" / "mnist" / name).read_bytes() for name in NAMES}
+
+
+@pytest.mark.parametrize("where", ["folder", "http"])
+def test_a_mismatch_is_said_once(tiny: Tiny, server: MirrorServer, tmp_path: Path, where: str) -> None:
+    # The reason the error line gives is not also printed as a progress line just before it.
+    from conftest import write_tiny_dataset
+
+    server.modes["bad"] = "tampered"
+    mirror = str(write_tiny_dataset(tmp_path / "own", n_train=50, n_test=20)) if where == "folder" else server.url("bad")
+    code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", mirror)
+    assert code == 5
+    assert "sha256 mismatch" in _one_error_line(stderr)
+    assert stderr.count("sha256 mismatch") == 1, stderr
+
+
+def test_a_failed_last_mirror_is_named_when_the_error_leaves_it_out(tiny: Tiny, server: MirrorServer, tmp_path: Path) -> None:
+    server.modes["bad"] = "tampered"
+    dead = f"http://127.0.0.1:{_dead_port()}/"
+    code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "-m", server.url("bad"), "-m", dead)
+    assert code == 5 and "failed verification: sha256 mismatch" in _one_error_line(stderr)
+    # The tampered mirror's reason is in the error; the dead one's is said on its own line.
+    assert f"{dead}: connection refused" in stderr and stderr.count("sha256 mismatch") == 2
 
 
 def test_no_verify_still_checks_the_idx_structure(tiny: Tiny, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ _COMMAND = re.compile(r"\bmnist ([a-z]+)\b")
 _ALL = set(COMMANDS)
 _ANY = ("core/runs.py", "inference/evaluation.py", "inference/loading.py")
 _REACH = {
-    "data/download.py": {"download", "train", "evaluate", "show"},
+    "data/download/": {"download", "train", "evaluate", "show"},
     "data/registry.py": {"download", "train", "evaluate", "show"},
     "data/idx.py": {"train", "evaluate", "show"},
     "data/explore.py": {"show"},

@@ -23,6 +23,7 @@ from test_reliability import clean_env, fill, invoke, one_error_line, tiny_regis
 
 from mnist_cli import data
 from mnist_cli.data import download as dl
+from mnist_cli.data.download import partfile, settings as download_settings
 from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from mnist_cli.core.errors import DOWNLOAD, LOCAL_IO
 
@@ -34,7 +35,7 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
     """The tiny data set registered as `mnist` in this process; no built-in mirror."""
     for name in ("MNIST_MIRROR", "MNIST_DATA_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(dl, "DEFAULT_SETTINGS", QUICK)
+    monkeypatch.setattr(download_settings, "DEFAULT_SETTINGS", QUICK)
     result = _make_tiny((f"http://127.0.0.1:{_dead_port()}/",))
     monkeypatch.setitem(data.DATASETS, "mnist", result.spec)
     return result
@@ -251,8 +252,8 @@ def test_full_disk_injected_mid_file_exits_6_and_keeps_earlier_files(
         folder = tmp_path / "mnist"
         (folder / TEST_IMAGES).unlink()
         (folder / TEST_LABELS).unlink()
-        real_open = dl._open_part
-        monkeypatch.setattr(dl, "_open_part", lambda part, append: _FillingDisk(real_open(part, append=append)))
+        real_open = partfile.open_part
+        monkeypatch.setattr(partfile, "open_part", lambda part, append: _FillingDisk(real_open(part, append=append)))
         _FillingDisk.room = 50_000  # the disk fills half-way through test-images
         result = invoke("download", "--data-dir", str(tmp_path), "--mirror", server.url())
         assert result.exit_code == LOCAL_IO and result.stdout == ""

@@ -29,6 +29,7 @@ from mnist_cli.cli import app, common
 from mnist_cli.core.errors import DOWNLOAD, INPUT
 from mnist_cli.data import TRAIN_IMAGES
 from mnist_cli.data import download as dl
+from mnist_cli.data.download import settings as download_settings
 
 ESC = "\x1b"
 # Clear screen, set the window title, write the clipboard (OSC 52), a C1 CSI and a bell.
@@ -54,7 +55,7 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
     monkeypatch.setitem(data.DATASETS, "mnist", result.spec)
     for name in ("MNIST_MIRROR", "MNIST_DATA_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(dl, "DEFAULT_SETTINGS", FAST)
+    monkeypatch.setattr(download_settings, "DEFAULT_SETTINGS", FAST)
     return result
 
 
