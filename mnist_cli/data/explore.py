@@ -94,6 +94,22 @@ def _round_robin(pools: list[np.ndarray], count: int) -> list[int]:
     return chosen
 
 
+def _check_ways(
+    *, indices: Sequence[int] | None, classes: Sequence[str] | None, random: int | None, seed: int | None, count: int | None
+) -> None:
+    # The ways of choosing samples exclude each other; say so before looking at any data.
+    if indices and (classes or random is not None):
+        raise UsageError("--index cannot be combined with --class or --random", "use one way of choosing samples")
+    if random is not None and count is not None:
+        raise UsageError("--random and --count both say how many samples to show", "use one of them")
+    if count is not None and count < 1:
+        raise UsageError(f"--count must be >= 1, got {count}")
+    if random is not None and random < 1:
+        raise UsageError(f"--random must be >= 1, got {random}")
+    if seed is not None and random is None:
+        raise UsageError("--seed needs --random", "for example --random 10 --seed 42")
+
+
 def select(
     labels: np.ndarray,
     *,
@@ -115,16 +131,7 @@ def select(
     """
     labels = np.asarray(labels)
     size = len(labels)
-    if indices and (classes or random is not None):
-        raise UsageError("--index cannot be combined with --class or --random", "use one way of choosing samples")
-    if random is not None and count is not None:
-        raise UsageError("--random and --count both say how many samples to show", "use one of them")
-    if count is not None and count < 1:
-        raise UsageError(f"--count must be >= 1, got {count}")
-    if random is not None and random < 1:
-        raise UsageError(f"--random must be >= 1, got {random}")
-    if seed is not None and random is None:
-        raise UsageError("--seed needs --random", "for example --random 10 --seed 42")
+    _check_ways(indices=indices, classes=classes, random=random, seed=seed, count=count)
     if size == 0:
         raise UsageError(f"the {split} split of {dataset} has no images")
 
