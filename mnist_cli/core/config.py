@@ -139,6 +139,7 @@ class TrainConfig:
         """The config as plain JSON types."""
         data = dataclasses.asdict(self)
         data["hidden"] = list(self.hidden)
+        data["lr"] = float(self.lr) if self.lr is not None else None  # a plain float, whoever chose it
         return data
 
     @classmethod
