@@ -12,23 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
 
 from mnist_cli.model import scoring
 from mnist_cli.inference import loading
-from mnist_cli.cli import app
 from mnist_cli.data import load_split
 from mnist_cli.core.errors import MODEL, USAGE, ModelError
-from conftest import write_tiny_dataset
+from helpers import invoke, write_tiny_dataset
 
 N_TEST = 1234  # not a multiple of the 1000-image batches: the remainder must be scored too
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-    result = CliRunner().invoke(app, list(args), env=env)
-    # A clean exit is SystemExit (or nothing); anything else escaped as a traceback.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 @pytest.fixture(scope="module")

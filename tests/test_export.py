@@ -18,7 +18,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    from conftest import write_tiny_dataset
+    from helpers import write_tiny_dataset
     from mnist_cli.training import trainer
 
     root = tmp_path_factory.mktemp("export")

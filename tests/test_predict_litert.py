@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import pictures
-from conftest import write_tiny_dataset
-from mnist_cli.cli import app
+from helpers import invoke, write_tiny_dataset
 from mnist_cli.core.errors import MODEL
 from mnist_cli.data import load_split
 from mnist_cli.inference import litert, loading
@@ -27,12 +25,6 @@ pytestmark = pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-
 
 TOLERANCE = 1e-5  # probabilities, LiteRT against TensorFlow
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def invoke(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def train(data_dir: Path, run_dir: Path, *extra: str) -> Path:

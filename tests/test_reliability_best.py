@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny_dataset
-from test_reliability import fill, invoke, one_error_line
+from helpers import fill, invoke, one_error_line, write_tiny_dataset
 
 from mnist_cli.runs import runs
 from mnist_cli.core.errors import LOCAL_IO

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reliability import clean_env, finished_run, invoke, mnist_command, one_error_line  # noqa: F401 - a fixture
-from test_runs import make_run
+from helpers import clean_env, invoke, make_run, mnist_command, one_error_line
 
 from mnist_cli.core import safeio
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig

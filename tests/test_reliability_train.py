@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny_dataset
-from test_reliability import clean_env, fill, invoke, mnist_command, one_error_line, tmpfs
+from helpers import clean_env, fill, invoke, mnist_command, one_error_line, tmpfs, write_tiny_dataset
 
 from mnist_cli.model import weights
 from mnist_cli.core.config import TrainConfig
