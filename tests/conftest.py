@@ -15,7 +15,7 @@ from helpers import IN_CI, invoke, write_tiny_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "tiny_data(**sizes): the sizes write_tiny_dataset gives `tiny_data_dir` in this module or test")
+    config.addinivalue_line("markers", "tiny_data(**sizes): the sizes write_tiny_dataset gives `tiny_data_dir` and `data_dir` in this module or test")
 
 
 @pytest.fixture
@@ -24,6 +24,13 @@ def tiny_data_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     mark = request.node.get_closest_marker("tiny_data")
     write_tiny_dataset(tmp_path / "data" / "mnist", **(mark.kwargs if mark else {}))
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A --data-dir with a tiny data set shared by a module's tests (sizes from the module's `tiny_data` mark)."""
+    mark = request.node.get_closest_marker("tiny_data")
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "mnist", **(mark.kwargs if mark else {})).parent
 
 
 def _train_once(root: Path, *options: str, **sizes: int) -> tuple[Path, Path]:
@@ -63,6 +70,13 @@ def finished_run(finished_run_once: tuple[Path, Path], tmp_path_factory: pytest.
     """(a module's own copy of a run with checkpoints/ and best/, its --data-dir): tests damage runs."""
     run, data_dir = finished_run_once
     return Path(shutil.copytree(run, tmp_path_factory.mktemp("escape") / "run")), data_dir
+
+
+@pytest.fixture
+def run_to_damage(finished_run: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """(this test's own copy of the finished run, at tmp_path/run, its --data-dir): the test may break it."""
+    source, data_dir = finished_run
+    return Path(shutil.copytree(source, tmp_path / "run")), data_dir
 
 
 @pytest.fixture

@@ -17,16 +17,10 @@ from mnist_cli.model import scoring
 from mnist_cli.inference import loading
 from mnist_cli.data import load_split
 from mnist_cli.core.errors import MODEL, USAGE, ModelError
-from helpers import invoke, write_tiny_dataset
+from helpers import invoke
 
 N_TEST = 1234  # not a multiple of the 1000-image batches: the remainder must be scored too
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(root / "mnist", n_train=600, n_test=N_TEST)
-    return root
+pytestmark = pytest.mark.tiny_data(n_train=600, n_test=N_TEST)  # the `data_dir` of this module (conftest.py)
 
 
 @pytest.fixture(scope="module")

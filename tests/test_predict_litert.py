@@ -15,13 +15,16 @@ import pytest
 from PIL import Image
 
 import pictures
-from helpers import invoke, write_tiny_dataset
+from helpers import invoke
 from mnist_cli.core.errors import MODEL
 from mnist_cli.data import load_split
 from mnist_cli.inference import litert, loading
 from mnist_cli.inference.predict import Picture, predict_pictures
 
-pytestmark = pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-litert has no wheel for this platform")
+pytestmark = [
+    pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-litert has no wheel for this platform"),
+    pytest.mark.tiny_data(n_train=300, n_test=50),  # the `data_dir` of this module (conftest.py)
+]
 
 TOLERANCE = 1e-5  # probabilities, LiteRT against TensorFlow
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +34,6 @@ def train(data_dir: Path, run_dir: Path, *extra: str) -> Path:
     result = invoke("train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--log-every", "5", "--quiet", *extra)
     assert result.exit_code == 0, result.stderr
     return run_dir
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(directory / "mnist", n_train=300, n_test=50)
-    return directory
 
 
 @pytest.fixture(scope="module")

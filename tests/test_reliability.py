@@ -151,11 +151,9 @@ def test_config_json_is_checked_field_by_field_never_evaluated(tmp_path: Path, f
 
 
 def test_a_hostile_config_json_fails_evaluate_predict_and_resume_with_one_line(
-    finished_run: tuple[Path, Path], tmp_path: Path
+    run_to_damage: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+    run, data_dir = run_to_damage
     (run / CONFIG_FILE).write_text(json.dumps({"model": "mlp", "loss": {"__reduce__": ["os.system", ["touch pwned"]]}}))
     picture = tmp_path / "digit.png"
     from PIL import Image

@@ -284,11 +284,9 @@ BROKEN_TARGETS = [
 
 @pytest.mark.parametrize(("how", "says"), BROKEN_TARGETS, ids=[how for how, _ in BROKEN_TARGETS])
 def test_a_broken_target_is_exit_7_for_evaluate_and_predict(
-    finished_run: tuple[Path, Path], tmp_path: Path, how: str, says: str
+    run_to_damage: tuple[Path, Path], tmp_path: Path, how: str, says: str
 ) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+    run, data_dir = run_to_damage
     target = _break_target(run, how)
     picture = tmp_path / "digit.png"
     Image.fromarray(_digit()).save(picture)
