@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pytest
 
@@ -210,7 +209,7 @@ def command_options(command: str) -> dict[str, list[str]]:
     group = get_command(app)
     # get_command works for a plain click group and for a lazy one that loads commands on demand.
     found: dict[str, list[str]] = {}
-    for param in group.get_command(click.Context(group), command).params:  # type: ignore[attr-defined, union-attr]
+    for param in group.get_command(group.context_class(group), command).params:  # type: ignore[attr-defined, union-attr]
         names = [*param.opts, *getattr(param, "secondary_opts", [])]
         longs = [name for name in names if name.startswith("--")]
         if longs:
