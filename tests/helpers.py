@@ -25,7 +25,6 @@ import pytest
 from mnist_cli import data
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, write_idx
-from mnist_cli.runs.runs import HISTORY_FILE, RESULT_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "mnist_cli"
@@ -99,6 +98,7 @@ def make_run(
     mtime: float | None = None,
 ) -> Path:
     """A run directory as the trainer writes it: config, history per epoch, result when finished."""
+    from mnist_cli.runs.runs import HISTORY_FILE, RESULT_FILE
     run_dir = root / name
     run_dir.mkdir(parents=True)
     (config or TrainConfig()).save(run_dir)
@@ -207,9 +207,10 @@ def command_options(command: str) -> dict[str, list[str]]:
     from mnist_cli.cli import app
 
     group = get_command(app)
-    # get_command works for a plain click group and for a lazy one that loads commands on demand.
+    # Through get_command, which a lazy group answers by loading the command's module.
+    loaded = group.get_command(group.make_context("mnist", ["--help"], resilient_parsing=True), command)  # type: ignore[attr-defined]
     found: dict[str, list[str]] = {}
-    for param in group.get_command(group.context_class(group), command).params:  # type: ignore[attr-defined, union-attr]
+    for param in loaded.params:
         names = [*param.opts, *getattr(param, "secondary_opts", [])]
         longs = [name for name in names if name.startswith("--")]
         if longs:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import http.server
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -208,7 +209,8 @@ def isolate_download(monkeypatch: pytest.MonkeyPatch, settings: dl.Settings) -> 
     """No mirror, data or proxy settings from outside; `settings` for every download in this process."""
     for name in OUTSIDE_SETTINGS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(dl, "DEFAULT_SETTINGS", settings)
+    # The module that defines Settings holds the default the downloader reads.
+    monkeypatch.setattr(sys.modules[dl.Settings.__module__], "DEFAULT_SETTINGS", settings)
 
 
 def register_tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
