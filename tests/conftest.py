@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny data sets made in the test, and the real data CI provides."""
+"""Shared fixtures: tiny data sets made in the test, runs trained once, the tiny download set, and the real data CI provides.
+
+Plain helpers are in helpers.py (and mirror.py for the loopback download mirror).
+"""
 
 from __future__ import annotations
 
@@ -6,57 +9,35 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, write_idx
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from helpers import IN_CI, invoke, write_tiny_dataset
 
 
-def make_learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 28x28 images where each class is a bright bar at its own place, plus noise."""
-    images = rng.integers(0, 40, size=(len(labels), 28, 28), dtype=np.uint8)
-    for index, label in enumerate(labels):
-        row = 3 + 2 * int(label)
-        images[index, row : row + 2, 4:24] = 255
-    return images
-
-
-def write_tiny_dataset(directory: Path, *, n_train: int = 640, n_test: int = 200, seed: int = 0) -> Path:
-    """Write four tiny, learnable IDX files into `directory` and return it.
-
-    640 images leave 576 for training after the default 10% validation split: 18 whole
-    batches of 32, so a training compiles its steps once, with no remainder batch (tests
-    about the remainder ask for 600).
-    """
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    train_labels = rng.integers(0, 10, size=n_train, dtype=np.uint8)
-    test_labels = rng.integers(0, 10, size=n_test, dtype=np.uint8)
-    write_idx(directory / TRAIN_IMAGES, make_learnable_images(train_labels, rng))
-    write_idx(directory / TRAIN_LABELS, train_labels)
-    write_idx(directory / TEST_IMAGES, make_learnable_images(test_labels, rng))
-    write_idx(directory / TEST_LABELS, test_labels)
-    return directory
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tiny_data(**sizes): the sizes write_tiny_dataset gives `tiny_data_dir` and `data_dir` in this module or test")
 
 
 @pytest.fixture
-def tiny_data_dir(tmp_path: Path) -> Path:
-    """A --data-dir whose mnist/ holds a tiny learnable data set."""
-    write_tiny_dataset(tmp_path / "data" / "mnist")
+def tiny_data_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A --data-dir whose mnist/ holds a tiny learnable data set (sizes from a `tiny_data` mark, if any)."""
+    mark = request.node.get_closest_marker("tiny_data")
+    write_tiny_dataset(tmp_path / "data" / "mnist", **(mark.kwargs if mark else {}))
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A --data-dir with a tiny data set shared by a module's tests (sizes from the module's `tiny_data` mark)."""
+    mark = request.node.get_closest_marker("tiny_data")
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "mnist", **(mark.kwargs if mark else {})).parent
 
 
 def _train_once(root: Path, *options: str, **sizes: int) -> tuple[Path, Path]:
     """(a run made by `mnist train OPTIONS` on a tiny data set of `sizes` written under `root`, its --data-dir)."""
-    from typer.testing import CliRunner
-
-    from mnist_cli.cli import app
-
     data_dir, run_dir = root / "data", root / "run"
     write_tiny_dataset(data_dir / "mnist", **sizes)
-    result = CliRunner().invoke(app, ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *options, "--quiet"])
+    result = invoke("train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *options, "--quiet")
     assert result.exit_code == 0, result.output
     return run_dir, data_dir
 
@@ -82,6 +63,44 @@ def finished_run_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
         "--epochs", "1", "--batch-size", "10", "--hidden", "16", "--keep-checkpoints", "1", "--checkpoint-every", "3",
         n_train=100, n_test=50,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(finished_run_once: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a module's own copy of a run with checkpoints/ and best/, its --data-dir): tests damage runs."""
+    run, data_dir = finished_run_once
+    return Path(shutil.copytree(run, tmp_path_factory.mktemp("escape") / "run")), data_dir
+
+
+@pytest.fixture
+def run_to_damage(finished_run: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """(this test's own copy of the finished run, at tmp_path/run, its --data-dir): the test may break it."""
+    source, data_dir = finished_run
+    return Path(shutil.copytree(source, tmp_path / "run")), data_dir
+
+
+@pytest.fixture
+def download_settings():  # noqa: ANN201 - mnist_cli.data.download.Settings, imported only where downloads are tested
+    """The download settings of a test (quick retries, no backoff); a module may override this fixture."""
+    from mirror import FAST
+
+    return FAST
+
+
+@pytest.fixture
+def isolated_download(monkeypatch: pytest.MonkeyPatch, download_settings) -> None:  # noqa: ANN001
+    """No mirror, data or proxy settings from the machine; `download_settings` for every download."""
+    from mirror import isolate_download
+
+    isolate_download(monkeypatch, download_settings)
+
+
+@pytest.fixture
+def tiny(isolated_download: None, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - mirror.Tiny
+    """The tiny download set registered as `mnist`, whose built-in mirror is a dead loopback port."""
+    from mirror import register_tiny
+
+    return register_tiny(monkeypatch)
 
 
 def _required_dir(path: Path | None, what: str) -> Path:

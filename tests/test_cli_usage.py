@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import subprocess
 import sys
 
 import pytest
-from typer.main import get_command
 from typer.testing import CliRunner
+
+from helpers import COMMANDS, command_options
 
 from mnist_cli.cli import app
 from mnist_cli.core.errors import USAGE
 
 runner = CliRunner()
-COMMANDS = ("download", "train", "evaluate", "predict", "show", "runs", "export", "serve", "tune")
-
-
-@functools.cache
-def _options(command: str) -> dict[str, list[str]]:
-    """Each option of a command: its long name and its other spellings."""
-    group = get_command(app)
-    found: dict[str, list[str]] = {}
-    for param in group.commands[command].params:  # type: ignore[attr-defined]
-        names = [*param.opts, *getattr(param, "secondary_opts", [])]
-        longs = [name for name in names if name.startswith("--")]
-        if longs:
-            found[longs[0]] = names
-    return found
-
-
-def option_names(command: str) -> set[str]:
-    """Every spelling of every option of `command` (`--augment`, `--no-augment`, `-q`, ...)."""
-    return {name for names in _options(command).values() for name in names}
 
 
 def _two_lines(result) -> tuple[str, str]:
@@ -82,7 +63,7 @@ def test_the_real_command_line_prints_two_lines_too() -> None:
 def test_each_short_option_means_one_thing_across_the_tool() -> None:
     meaning: dict[str, set[str]] = {}
     for command in COMMANDS:
-        for long, names in _options(command).items():
+        for long, names in command_options(command).items():
             for name in names:
                 if not name.startswith("--"):
                     meaning.setdefault(name, set()).add(long)

@@ -5,52 +5,28 @@ Every server here is a loopback HTTP server started by the test; nothing reaches
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
-import hashlib
-import http.server
 import io
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import dead_port, one_error_line, outcome
+from mirror import NAMES, MirrorServer, Tiny, gzip_bytes, serve_mirror
 
 from mnist_cli import data
 from mnist_cli.data import download as dl
-from mnist_cli.data.download import partfile, settings as download_settings
-from mnist_cli.cli import app
-from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, DatasetSpec, FileSpec
+from mnist_cli.data.download import partfile
+from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, DatasetSpec
 from mnist_cli.core.errors import BusyError, DownloadError, IntegrityError, LocalIOError, UsageError
-
-NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-OCTETS = "application/octet-stream"
-FAST = dl.Settings(timeout=2.0, backoff=0.0, sleep=lambda seconds: None, lock_timeout=10.0)
-
-
-# A tiny registry entry, shaped like MNIST -------------------------------------
-
-
-@dataclass
-class Tiny:
-    spec: DatasetSpec
-    gz: dict[str, bytes]
-    raw: dict[str, bytes]
-
-
-def _gz(raw: bytes, mtime: int = 0, level: int = 9) -> bytes:
-    return gzip.compress(raw, compresslevel=level, mtime=mtime)
 
 
 def _gz_named(raw: bytes) -> bytes:
@@ -61,179 +37,15 @@ def _gz_named(raw: bytes) -> bytes:
     return buffer.getvalue()
 
 
-@functools.cache
-def _tiny_files() -> tuple[dict[str, bytes], dict[str, bytes]]:
-    rng = random.Random(0)
-    # Random bytes do not compress, so the images file stays ~600 kB and a transfer spans many reads.
-    raw = {
-        TRAIN_IMAGES: rng.randbytes(600_000),
-        TRAIN_LABELS: rng.randbytes(3_000),
-        TEST_IMAGES: rng.randbytes(100_000),
-        TEST_LABELS: rng.randbytes(1_000),
-    }
-    return {name: _gz(content) for name, content in raw.items()}, raw
-
-
-def _make_tiny(mirrors: tuple[str, ...]) -> Tiny:
-    gz, raw = (dict(files) for files in _tiny_files())
-    files = tuple(
-        FileSpec(
-            name,
-            len(gz[name]),
-            hashlib.sha256(gz[name]).hexdigest(),
-            # Like real MNIST train-images: no decoded digest, only the gz digest verifies it.
-            None if name == TRAIN_IMAGES else hashlib.sha256(raw[name]).hexdigest(),
-        )
-        for name in NAMES
-    )
-    return Tiny(DatasetSpec("mnist", files, mirrors, tuple("0123456789")), gz, raw)
-
-
-# A loopback mirror whose answers each test chooses ----------------------------
-
-
-@dataclass
-class Request:
-    mirror: str
-    name: str
-    range: str | None
-
-
-@dataclass
-class MirrorServer:
-    files: dict[str, bytes]
-    port: int = 0
-    # (mirror, file name) -> modes for successive requests; the last one repeats. Default "ok".
-    plan: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    modes: dict[str, str] = field(default_factory=dict)  # mirror -> mode for all its files
-    requests: list[Request] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-    sent: int = 0  # body bytes written, all requests together
-    throttle: float = 0.0  # seconds to sleep after each 64 kB
-
-    def url(self, mirror: str = "good") -> str:
-        return f"http://127.0.0.1:{self.port}/{mirror}/"
-
-    def gets(self, name: str) -> list[Request]:
-        return [request for request in self.requests if request.name == name]
-
-    def mode(self, mirror: str, name: str) -> str:
-        queue = self.plan.get((mirror, name))
-        if queue:
-            return queue.pop(0) if len(queue) > 1 else queue[0]
-        return self.modes.get(mirror, "ok")
-
-
-def _handler(server: MirrorServer) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _body(self, payload: bytes, status: int = 200, kind: str = OCTETS, **extra: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", extra.pop("length", str(len(payload))))
-            for key, value in extra.items():
-                self.send_header(key.replace("_", "-"), value)
-            self.end_headers()
-            self._send(payload)
-
-        def _send(self, payload: bytes) -> None:
-            for start in range(0, len(payload), 65536):
-                self.wfile.write(payload[start : start + 65536])
-                self.wfile.flush()
-                server.sent += len(payload[start : start + 65536])
-                if server.throttle:
-                    time.sleep(server.throttle)
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            mirror, _, name = self.path.strip("/").partition("/")
-            range_header = self.headers.get("Range")
-            server.requests.append(Request(mirror, name, range_header))
-            mode = server.mode(mirror, name)
-            if mode == "held":  # no answer until the test lets it go
-                server.release.wait(120)
-                mode = "ok"
-            content = server.files.get(name)
-            if mode == "404" or content is None:
-                self._body(b"not found", 404, "text/plain")
-                return
-            if mode == "503":
-                self._body(b"busy", 503, "text/plain")
-                return
-            if mode in ("html", "html-octet"):
-                page = b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>"
-                self._body(page, 200, "text/html" if mode == "html" else OCTETS)
-                return
-            if mode == "truncated":
-                self._body(content[: len(content) // 2])
-                return
-            if mode == "tampered":
-                middle = len(content) // 2
-                self._body(content[:middle] + bytes([content[middle] ^ 0xFF]) + content[middle + 1 :])
-                return
-            start = 0
-            if range_header and mode != "ignore-range":
-                start = int(range_header.removeprefix("bytes=").split("-")[0])
-            rest = content[start:]
-            extra = {"Content_Range": f"bytes {start}-{len(content) - 1}/{len(content)}"} if start else {}
-            if mode in ("drop", "stall"):
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(rest)))
-                for key, value in extra.items():
-                    self.send_header(key.replace("_", "-"), value)
-                self.end_headers()
-                self._send(rest[: len(rest) // 2])
-                if mode == "stall":
-                    server.release.wait(10)
-                self.close_connection = True
-                return
-            self._body(rest, 206 if start else 200, **extra)
-
-    return Handler
-
-
-@pytest.fixture
-def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
-    """The tiny data set registered as `mnist`, whose built-in mirror is a dead loopback port."""
-    result = _make_tiny((f"http://127.0.0.1:{_dead_port()}/",))
-    monkeypatch.setitem(data.DATASETS, "mnist", result.spec)
-    return result
-
-
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MNIST_MIRROR", "MNIST_DATA_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(download_settings, "DEFAULT_SETTINGS", FAST)
+def _isolated(isolated_download: None) -> None:
+    """Every test here: no mirror, data or proxy settings from the machine, quick retries."""
 
 
 @pytest.fixture
 def server(tiny: Tiny) -> Iterator[MirrorServer]:
-    with _serve(tiny.gz) as state:
+    with serve_mirror(tiny.gz) as state:
         yield state
-
-
-@contextlib.contextmanager
-def _serve(files: dict[str, bytes], make_handler: Callable[[MirrorServer], type] | None = None) -> Iterator[MirrorServer]:
-    state = MirrorServer(files)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), (make_handler or _handler)(state))
-    httpd.daemon_threads = True
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -277,7 +89,7 @@ def test_downloads_all_files_over_http_and_records_them(tiny: Tiny, server: Mirr
 
 
 def test_dead_first_mirror_falls_through_and_is_not_retried(tiny: Tiny, server: MirrorServer, tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{_dead_port()}/"
+    dead = f"http://127.0.0.1:{dead_port()}/"
     result, events = _run(tmp_path, [dead, server.url()])
     assert all(item.source == server.url() for item in result.files)
     failures = _failures(events)
@@ -318,7 +130,7 @@ def test_tampered_copy_beside_a_dead_mirror_is_an_integrity_error(
 ) -> None:
     server.modes["bad"] = "tampered"
     with pytest.raises(IntegrityError) as caught:
-        _run(tmp_path, [f"http://127.0.0.1:{_dead_port()}/", server.url("bad")])
+        _run(tmp_path, [f"http://127.0.0.1:{dead_port()}/", server.url("bad")])
     assert "sha256 mismatch" in caught.value.message
 
 
@@ -364,7 +176,7 @@ def test_next_mirror_resumes_a_broken_transfer_and_a_foreign_prefix_is_discarded
 
     # A mirror with another compression of the same data breaks off; its half cannot be resumed elsewhere.
     other = {name: _gz_named(raw) for name, raw in tiny.raw.items()}
-    with _serve(other) as foreign:
+    with serve_mirror(other) as foreign:
         foreign.modes["flaky"] = "drop"
         result, _ = _run(tmp_path / "b", [foreign.url("flaky"), server.url()], only=[TEST_IMAGES], settings=once)
     assert [r.range is not None for r in server.gets(TEST_IMAGES)] == [True, False]  # resumed, then clean
@@ -499,7 +311,7 @@ def test_recompressed_copy_verifies_by_decoded_digest_unless_none_is_published(
     tiny: Tiny, mirror_dir: Path, tmp_path: Path
 ) -> None:
     for name, raw in tiny.raw.items():
-        (mirror_dir / name).write_bytes(_gz(raw, mtime=1234, level=6))
+        (mirror_dir / name).write_bytes(gzip_bytes(raw, mtime=1234, level=6))
     with pytest.raises(IntegrityError) as caught:
         _run(tmp_path, [str(mirror_dir)])
     assert "only the original .gz verifies" in caught.value.message
@@ -521,7 +333,7 @@ def test_missing_file_in_directory_mirror_falls_through(
 def test_mirror_env_var_and_builtin_list(
     tiny: Tiny, mirror_dir: Path, server: MirrorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dead = f"http://127.0.0.1:{_dead_port()}/"
+    dead = f"http://127.0.0.1:{dead_port()}/"
     monkeypatch.setenv("MNIST_MIRROR", f"{dead} ,\n {mirror_dir}")
     assert [m.label for m in dl.resolve_mirrors("mnist")] == [dead, str(mirror_dir)]
     result, events = _run(tmp_path / "a", None)
@@ -546,18 +358,18 @@ def test_bad_mirror_values_are_usage_errors(tiny: Tiny, value: str) -> None:
 
 
 def test_ensure_dataset_uses_files_present_as_they_are(tiny: Tiny, tmp_path: Path) -> None:
-    from conftest import write_tiny_dataset
+    from helpers import write_tiny_dataset
 
     folder = write_tiny_dataset(tmp_path / "mnist", n_train=20, n_test=10)
     before = {name: (folder / name).read_bytes() for name in NAMES}
-    dead = f"http://127.0.0.1:{_dead_port()}/"
+    dead = f"http://127.0.0.1:{dead_port()}/"
     assert dl.ensure_dataset("mnist", tmp_path, mirrors=[dead]) == folder
     assert {name: (folder / name).read_bytes() for name in NAMES} == before
     assert not (folder / dl.MANIFEST_NAME).exists()
 
 
 def test_ensure_dataset_downloads_only_the_missing_files(tiny: Tiny, mirror_dir: Path, tmp_path: Path) -> None:
-    from conftest import write_tiny_dataset
+    from helpers import write_tiny_dataset
 
     folder = write_tiny_dataset(tmp_path / "mnist", n_train=20, n_test=10)
     own = (folder / TRAIN_IMAGES).read_bytes()
@@ -603,17 +415,7 @@ def test_full_disk_is_a_local_io_error_and_leaves_nothing(
 # The command line -------------------------------------------------------------
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["download", *args], env=env)
-    assert "Traceback" not in result.output
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, stderr
-    assert any(line.startswith("hint:") for line in stderr.splitlines())
-    return lines[0]
+_cli = functools.partial(outcome, "download")
 
 
 def test_cli_json_output_and_quiet(tiny: Tiny, mirror_dir: Path, tmp_path: Path) -> None:
@@ -631,7 +433,7 @@ def test_cli_json_output_and_quiet(tiny: Tiny, mirror_dir: Path, tmp_path: Path)
 
 
 def test_cli_plain_progress_names_the_failed_mirror(tiny: Tiny, mirror_dir: Path, tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{_dead_port()}/"
+    dead = f"http://127.0.0.1:{dead_port()}/"
     code, stdout, stderr = _cli("--data-dir", str(tmp_path), "-m", dead, "-m", str(mirror_dir))
     assert code == 0
     assert f"{dead}: connection refused; trying the next mirror" in stderr
@@ -646,10 +448,10 @@ def test_cli_mirror_failures_exit_with_one_line(
     tiny: Tiny, server: MirrorServer, tmp_path: Path, mode: str, code: int, said: str
 ) -> None:
     server.modes["bad"] = mode
-    url = f"http://127.0.0.1:{_dead_port()}/" if mode == "dead" else server.url("bad")
+    url = f"http://127.0.0.1:{dead_port()}/" if mode == "dead" else server.url("bad")
     exit_code, stdout, stderr = _cli("--data-dir", str(tmp_path), "--mirror", url)
     assert exit_code == code and stdout == ""
-    line = _one_error_line(stderr)
+    line = one_error_line(stderr)
     assert said in line and url in line and TRAIN_IMAGES in line
     assert not (tmp_path / "mnist" / TRAIN_IMAGES).exists()
 
@@ -657,18 +459,18 @@ def test_cli_mirror_failures_exit_with_one_line(
 @pytest.mark.parametrize("value", ["ftp://example.org/", "/no/such/folder"])
 def test_cli_bad_mirror_is_a_usage_error(tiny: Tiny, tmp_path: Path, value: str) -> None:
     code, _, stderr = _cli("--data-dir", str(tmp_path), "--mirror", value)
-    assert code == 2 and value in _one_error_line(stderr)
+    assert code == 2 and value in one_error_line(stderr)
 
 
 def test_cli_bad_mirror_env_is_a_usage_error(tiny: Tiny, tmp_path: Path) -> None:
     code, _, stderr = _cli("--data-dir", str(tmp_path), env={"MNIST_MIRROR": "gopher://x"})
-    assert code == 2 and "MNIST_MIRROR" in _one_error_line(stderr)
+    assert code == 2 and "MNIST_MIRROR" in one_error_line(stderr)
 
 
 def test_cli_data_dir_that_cannot_be_created_is_a_local_io_error(tiny: Tiny, mirror_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     code, _, stderr = _cli("--data-dir", str(tmp_path / "file" / "data"), "--mirror", str(mirror_dir))
-    assert code == 6 and "creating" in _one_error_line(stderr)
+    assert code == 6 and "creating" in one_error_line(stderr)
 
 
 def test_terminal_progress_bars_render(tiny: Tiny) -> None:
@@ -723,9 +525,9 @@ def test_real_fashion_from_directory_mirror_then_skip(fashion_mnist_dir: Path, t
 
 
 def test_real_fashion_over_loopback_http_with_a_dropped_connection(fashion_mnist_dir: Path, tmp_path: Path) -> None:
-    with _serve(_fashion_files(fashion_mnist_dir)) as state:
+    with serve_mirror(_fashion_files(fashion_mnist_dir)) as state:
         state.plan[("good", TRAIN_IMAGES)] = ["drop", "ok"]
-        result = dl.download(FASHION, tmp_path, mirrors=[f"http://127.0.0.1:{_dead_port()}/", state.url()])
+        result = dl.download(FASHION, tmp_path, mirrors=[f"http://127.0.0.1:{dead_port()}/", state.url()])
         assert [item.status for item in result.files] == ["downloaded"] * 4
         assert state.gets(TRAIN_IMAGES)[1].range is not None
     _assert_fashion(tmp_path / FASHION, fashion_mnist_dir)
@@ -742,7 +544,7 @@ def test_real_fashion_tampered_copy_is_refused(fashion_mnist_dir: Path, tmp_path
     (copy / TRAIN_LABELS).write_bytes(bytes(content))
     code, stdout, stderr = _cli("--dataset", FASHION, "--data-dir", str(tmp_path / "data"), "--mirror", str(copy))
     assert code == 5 and stdout == ""
-    line = _one_error_line(stderr)
+    line = one_error_line(stderr)
     assert TRAIN_LABELS in line and str(copy.resolve()) in line
     folder = tmp_path / "data" / FASHION
     assert not (folder / TRAIN_LABELS).exists() and not list(folder.glob(".*.part"))
@@ -765,7 +567,7 @@ def test_real_fashion_two_processes_download_each_file_once(fashion_mnist_dir: P
 
 @pytest.mark.slow  # the real Fashion-MNIST, several download processes
 def test_real_fashion_killed_process_leaves_no_final_file_and_resumes(fashion_mnist_dir: Path, tmp_path: Path) -> None:
-    with _serve(_fashion_files(fashion_mnist_dir)) as state:
+    with serve_mirror(_fashion_files(fashion_mnist_dir)) as state:
         state.throttle = 0.002
         command = [sys.executable, "-m", "mnist_cli", "download", "--dataset", FASHION, "--data-dir", str(tmp_path)]
         process = subprocess.Popen([*command, "--mirror", state.url(), "--quiet"])
@@ -797,19 +599,19 @@ def test_real_mnist_10k_subset_is_refused_by_download_but_used_by_ensure_dataset
     folder.mkdir(parents=True)
     for name in NAMES:
         (folder / name).symlink_to(real_mnist_dir / name)
-    assert dl.ensure_dataset("mnist", tmp_path / "b", mirrors=[f"http://127.0.0.1:{_dead_port()}/"]) == folder
+    assert dl.ensure_dataset("mnist", tmp_path / "b", mirrors=[f"http://127.0.0.1:{dead_port()}/"]) == folder
 
 
 # Your own files, and failures that read well ------------------------------------
 
 
 def test_a_local_folder_of_other_files_says_they_differ_and_no_verify_takes_them(tiny: Tiny, tmp_path: Path) -> None:
-    from conftest import write_tiny_dataset
+    from helpers import write_tiny_dataset
 
     own = write_tiny_dataset(tmp_path / "own", n_train=50, n_test=20)
     code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(own))
     assert code == 5
-    line = _one_error_line(stderr)
+    line = one_error_line(stderr)
     assert "differs from the published file" in line and "damaged" not in stderr
     assert f"mnist download --mirror {own} --no-verify" in stderr
     assert not (tmp_path / "data").exists()
@@ -830,21 +632,21 @@ def test_a_local_folder_of_other_files_says_they_differ_and_no_verify_takes_them
 @pytest.mark.parametrize("where", ["folder", "http"])
 def test_a_mismatch_is_said_once(tiny: Tiny, server: MirrorServer, tmp_path: Path, where: str) -> None:
     # The reason the error line gives is not also printed as a progress line just before it.
-    from conftest import write_tiny_dataset
+    from helpers import write_tiny_dataset
 
     server.modes["bad"] = "tampered"
     mirror = str(write_tiny_dataset(tmp_path / "own", n_train=50, n_test=20)) if where == "folder" else server.url("bad")
     code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", mirror)
     assert code == 5
-    assert "sha256 mismatch" in _one_error_line(stderr)
+    assert "sha256 mismatch" in one_error_line(stderr)
     assert stderr.count("sha256 mismatch") == 1, stderr
 
 
 def test_a_failed_last_mirror_is_named_when_the_error_leaves_it_out(tiny: Tiny, server: MirrorServer, tmp_path: Path) -> None:
     server.modes["bad"] = "tampered"
-    dead = f"http://127.0.0.1:{_dead_port()}/"
+    dead = f"http://127.0.0.1:{dead_port()}/"
     code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "-m", server.url("bad"), "-m", dead)
-    assert code == 5 and "failed verification: sha256 mismatch" in _one_error_line(stderr)
+    assert code == 5 and "failed verification: sha256 mismatch" in one_error_line(stderr)
     # The tampered mirror's reason is in the error; the dead one's is said on its own line.
     assert f"{dead}: connection refused" in stderr and stderr.count("sha256 mismatch") == 2
 
@@ -855,12 +657,12 @@ def test_no_verify_still_checks_the_idx_structure(tiny: Tiny, tmp_path: Path) ->
     for name in NAMES:
         (junk / name).write_bytes(gzip.compress(b"not an idx file"))
     code, _, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(junk), "--no-verify")
-    assert code == 5 and "not a usable IDX file" in _one_error_line(stderr)
+    assert code == 5 and "not a usable IDX file" in one_error_line(stderr)
     assert not (tmp_path / "data").exists()
 
 
 def test_offline_failure_is_one_line_per_mirror_then_error_and_hint(tiny: Tiny, tmp_path: Path) -> None:
-    dead = [f"http://127.0.0.1:{_dead_port()}/" for _ in range(3)]
+    dead = [f"http://127.0.0.1:{dead_port()}/" for _ in range(3)]
     code, _, stderr = _cli("--data-dir", str(tmp_path / "typo"), *[arg for url in dead for arg in ("--mirror", url)])
     assert code == 4
     lines = stderr.strip().splitlines()

@@ -12,30 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
 
 from mnist_cli.model import scoring
 from mnist_cli.inference import loading
-from mnist_cli.cli import app
 from mnist_cli.data import load_split
 from mnist_cli.core.errors import MODEL, USAGE, ModelError
-from conftest import write_tiny_dataset
+from helpers import invoke
 
 N_TEST = 1234  # not a multiple of the 1000-image batches: the remainder must be scored too
-
-
-def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-    result = CliRunner().invoke(app, list(args), env=env)
-    # A clean exit is SystemExit (or nothing); anything else escaped as a traceback.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(root / "mnist", n_train=600, n_test=N_TEST)
-    return root
+pytestmark = pytest.mark.tiny_data(n_train=600, n_test=N_TEST)  # the `data_dir` of this module (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -278,14 +263,22 @@ def test_plain_output_shows_the_scores_the_matrix_and_the_confusions(run: Path, 
     assert "\x1b[" not in out  # no colour codes in a pipe
 
 
-def test_confusion_matrix_colours_errors_by_count(run: Path) -> None:
+def test_confusion_matrix_colours_errors_by_count() -> None:
     from mnist_cli.cli import evaluate as command
     from mnist_cli.inference import evaluation
+    from mnist_cli.report.metrics import compute_metrics
 
-    loaded = loading.load(run)
+    # A result made by hand: the colours depend on the counts, not on any network.
     labels = np.array([0, 0, 0, 1, 1, 1, 1, 2], dtype=np.uint8)
-    images = np.zeros((8, 28, 28), np.uint8)
-    result = evaluation.evaluate(loaded, images, labels, dataset="mnist", split="test")
+    predicted = np.array([0, 1, 1, 1, 2, 1, 1, 2], dtype=np.uint8)
+    logits = np.eye(10, dtype=np.float32)[predicted]
+    source = loading.Source(kind="checkpoint", path="runs/x/best/ckpt-7", target="runs/x", run_dir="runs/x",
+                            config_file="runs/x/config.json", best=True, epoch=1, step=7)  # fmt: skip
+    result = evaluation.Evaluation(
+        metrics=compute_metrics(labels, predicted, class_names=tuple("0123456789"), loss=0.5), source=source,
+        dataset="mnist", split="test", loss_function="xent", seconds=0.1,
+        images=np.zeros((8, 28, 28), np.uint8), labels=labels, logits=logits,
+    )  # fmt: skip
     console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=120)
     command.render(console, result)
     text = console.file.getvalue()

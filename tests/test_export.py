@@ -18,14 +18,25 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    from conftest import write_tiny_dataset
-    from mnist_cli.training import trainer
+    """A convnet run with one checkpoint of its initial weights: an export must match whatever weights it has."""
+    import keras
 
+    from helpers import write_tiny_dataset
+    from mnist_cli.core.tf_setup import import_tensorflow
+    from mnist_cli.model import weights
+    from mnist_cli.model.network import build_model
+
+    tf = import_tensorflow()
     root = tmp_path_factory.mktemp("export")
     data = write_tiny_dataset(root / "data" / "mnist")
-    splits = load_splits(data, dataset="mnist", val_split=0.1, seed=0)
-    trainer.fit(TrainConfig(epochs=2, model="cnn", loss="xent", optimizer="adam"), splits, run_dir=root / "run")
-    return root / "run", splits.test_images
+    config = TrainConfig(model="cnn", loss="xent", optimizer="adam")
+    run = root / "run"
+    run.mkdir()
+    config.save(run)
+    keras.utils.set_random_seed(config.seed)
+    checkpoint = weights.checkpoint_of(build_model(config))
+    tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=1).save()
+    return run, load_splits(data, dataset="mnist", val_split=0.1, seed=0).test_images
 
 
 def _checkpoint_logits(run: Path, images: np.ndarray) -> np.ndarray:

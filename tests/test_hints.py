@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import ast
 import re
-import socket
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
-from test_cli_usage import COMMANDS, option_names
+from helpers import COMMANDS, dead_url, option_names
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mnist_cli"
 _OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
@@ -149,20 +148,13 @@ def test_the_checker_catches_an_option_of_another_command() -> None:
     assert wrong_options("run `mnist download --mirror DIR`", {"train"}) == []
 
 
-def _dead_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
 @pytest.mark.parametrize("command", ["train", "show", "download"])
 def test_offline_hints_name_what_works_for_each_command(tmp_path: Path, command: str) -> None:
     data_dir = tmp_path / "no-data"
     args = [command, "--data-dir", str(data_dir)]
     if command == "train":
         args += ["--runs-root", str(tmp_path / "runs")]
-    result = CliRunner().invoke(app, args, env={"MNIST_MIRROR": _dead_url()})
+    result = CliRunner().invoke(app, args, env={"MNIST_MIRROR": dead_url()})
     assert result.exit_code == 4, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) <= 3 and lines[-2].startswith("error: ") and lines[-1].startswith("hint: "), result.stderr

@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,30 +18,23 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mnist_cli.cli import app
 from mnist_cli.core import config as cfg
 from mnist_cli.runs import layout, rundata
 from mnist_cli.core.errors import BUSY, USAGE
 from mnist_cli.model.network import Layer, NetworkBuilt
 from mnist_cli.training.events import TrainResult
-from conftest import write_tiny_dataset
+from helpers import dead_url, invoke, write_tiny_dataset
 
 runner = CliRunner()
 
 
-def _dead_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
-
-
 def _offline_env(tmp_path: Path) -> dict[str, str]:
     # The usual data location is empty and every mirror is dead: using it would fail (exit 4).
-    return {"MNIST_DATA_DIR": str(tmp_path / "usual"), "MNIST_MIRROR": _dead_url(), "MNIST_RUNS_DIR": None}
+    return {"MNIST_DATA_DIR": str(tmp_path / "usual"), "MNIST_MIRROR": dead_url(), "MNIST_RUNS_DIR": None}
 
 
 def _invoke(tmp_path: Path, *args: str, env: dict[str, str | None] | None = None):
-    return runner.invoke(app, list(args), env={**_offline_env(tmp_path), **(env or {})})
+    return invoke(*args, env={**_offline_env(tmp_path), **(env or {})})
 
 
 @pytest.mark.slow  # train, then every command its next: lines name
@@ -192,7 +184,7 @@ def test_every_next_line_after_a_real_train_works_when_pasted(tmp_path: Path, re
         shutil.copy(gz, data / "mnist" / gz.name)
     env = {key: value for key, value in os.environ.items() if key not in ("MNIST_DATA_DIR", "MNIST_RUNS_DIR", "MNIST_MIRROR")}
     # Offline and with an empty usual location: a pasted line that ignored the run's data would fail.
-    env.update(MNIST_DATA_DIR=str(tmp_path / "usual"), MNIST_MIRROR=_dead_url(), COLUMNS="80")
+    env.update(MNIST_DATA_DIR=str(tmp_path / "usual"), MNIST_MIRROR=dead_url(), COLUMNS="80")
     work = tmp_path / "project"
     work.mkdir()
     mnist = [sys.executable, "-m", "mnist_cli"]

@@ -12,19 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
 
 import pictures
+from helpers import bar_digit, invoke
 from mnist_cli.inference import loading, predict
-from mnist_cli.cli import app
 from mnist_cli.data import DATASETS, load_split
 from mnist_cli.core.errors import INPUT, MODEL, USAGE
-
-
-def invoke(*args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> Any:
-    result = CliRunner().invoke(app, list(args), input=input, env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +25,6 @@ def run(tiny_run: Path) -> Path:
     """A run that reads the tiny data set's digits (a bar at row 3 + 2 * label) perfectly."""
     assert json.loads((tiny_run / "result.json").read_text())["test_accuracy"] == 1.0
     return tiny_run
-
-
-def bar_digit(label: int) -> np.ndarray:
-    """A clean digit of the tiny data set: 28x28, light on black, so preprocessing keeps it as it is."""
-    image = np.zeros((28, 28), np.uint8)
-    image[3 + 2 * label : 5 + 2 * label, 4:24] = 255
-    return image
 
 
 def png_bytes(image: np.ndarray) -> bytes:

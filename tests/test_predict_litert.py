@@ -13,39 +13,27 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import pictures
-from conftest import write_tiny_dataset
-from mnist_cli.cli import app
+from helpers import invoke
 from mnist_cli.core.errors import MODEL
 from mnist_cli.data import load_split
 from mnist_cli.inference import litert, loading
 from mnist_cli.inference.predict import Picture, predict_pictures
 
-pytestmark = pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-litert has no wheel for this platform")
+pytestmark = [
+    pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-litert has no wheel for this platform"),
+    pytest.mark.tiny_data(n_train=300, n_test=50),  # the `data_dir` of this module (conftest.py)
+]
 
 TOLERANCE = 1e-5  # probabilities, LiteRT against TensorFlow
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def invoke(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def train(data_dir: Path, run_dir: Path, *extra: str) -> Path:
     result = invoke("train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--log-every", "5", "--quiet", *extra)
     assert result.exit_code == 0, result.stderr
     return run_dir
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(directory / "mnist", n_train=300, n_test=50)
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Reliability and security (issue 6): untrusted files, and helpers the other test_reliability_* files share.
+"""Reliability and security (issue 6): untrusted files, and what RELIABILITY.md promises about them.
 
 RELIABILITY.md maps every fault and bad input to the test that proves what the tool does.
 """
@@ -6,124 +6,22 @@ RELIABILITY.md maps every fault and bad input to the test that proves what the t
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from helpers import invoke, one_error_line
 
 import mnist_cli
-from mnist_cli import data
 
-from mnist_cli.inference import loading, preprocessing
-from mnist_cli.cli import app
+from mnist_cli.inference import loading
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import MODEL, USAGE, ModelError, UsageError
 
 PACKAGE = Path(mnist_cli.__file__).parent
-
-# Shared helpers ------------------------------------------------------------------
-
-# The `mnist` entry point with the data-set registry's "mnist" entry replaced by a tiny one
-# read from a JSON file, so a subprocess can download the test's own files (by their digests).
-_LAUNCH = """
-import json, os, signal, sys
-from mnist_cli import data
-files = json.loads(open(sys.argv[1]).read())
-data.DATASETS["mnist"] = data.DatasetSpec("mnist", tuple(data.FileSpec(**f) for f in files), (), tuple("0123456789"))
-kill_at = os.environ.get("MNIST_TEST_KILL_AT_REPLACE")
-if kill_at:
-    # SIGKILL itself just before the rename that would give a file this name: the riskiest moment.
-    real_replace = os.replace
-    def replace(src, dst, *args, **kwargs):
-        if os.fspath(dst).endswith(kill_at):
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real_replace(src, dst, *args, **kwargs)
-    os.replace = replace
-sys.argv = ["mnist", *sys.argv[2:]]
-from mnist_cli.cli import main
-main()
-"""
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a `mnist` subprocess: no proxies or mirror and data settings from outside."""
-    drop = {"MNIST_MIRROR", "MNIST_DATA_DIR", "MNIST_RUNS_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"}
-    env = {key: value for key, value in os.environ.items() if key not in drop}
-    env.update(extra)
-    return env
-
-
-def tiny_registry_command(spec: data.DatasetSpec, folder: Path) -> list[str]:
-    """A command line prefix running `mnist` with `spec` registered as the "mnist" data set."""
-    path = folder / f"spec-{uuid.uuid4().hex[:8]}.json"
-    files = [{"name": f.name, "size": f.size, "sha256": f.sha256, "decoded_sha256": f.decoded_sha256} for f in spec.files]
-    path.write_text(json.dumps(files))
-    return [sys.executable, "-c", _LAUNCH, str(path)]
-
-
-def mnist_command() -> list[str]:
-    """`python -m mnist_cli`, as a user runs it."""
-    return [sys.executable, "-m", "mnist_cli"]
-
-
-def one_error_line(stderr: str, *, hint: bool = True) -> str:
-    """The single `error:` line (followed by a `hint:`), asserting there is no traceback."""
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, stderr
-    if hint:
-        assert any(line.startswith("hint:") for line in stderr.splitlines()), stderr
-    return lines[0]
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A small real filesystem at `path` (root only), so a full disk is a real ENOSPC; skips where it cannot mount."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(filesystem: Path) -> Path:
-    """Fill a filesystem to the last byte with one file; return it (delete it to free the space)."""
-    filler = filesystem / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for size in (1 << 16, 4096, 1):  # big blocks, then the last partial ones
-            with contextlib.suppress(OSError):
-                while os.write(fd, b"\0" * size):
-                    pass
-    finally:
-        os.close(fd)
-    return filler
-
-
-runner = CliRunner()
-
-
-def invoke(*args: str, env: dict[str, str] | None = None):
-    """Run `mnist ARGS` in this process; assert it printed no traceback."""
-    result = runner.invoke(app, list(args), env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    return result
-
 
 # Untrusted files -------------------------------------------------------------------------
 
@@ -253,11 +151,9 @@ def test_config_json_is_checked_field_by_field_never_evaluated(tmp_path: Path, f
 
 
 def test_a_hostile_config_json_fails_evaluate_predict_and_resume_with_one_line(
-    finished_run: tuple[Path, Path], tmp_path: Path
+    run_to_damage: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+    run, data_dir = run_to_damage
     (run / CONFIG_FILE).write_text(json.dumps({"model": "mlp", "loss": {"__reduce__": ["os.system", ["touch pwned"]]}}))
     picture = tmp_path / "digit.png"
     from PIL import Image
@@ -274,25 +170,6 @@ def test_a_hostile_config_json_fails_evaluate_predict_and_resume_with_one_line(
     # (config.read_config_file passes on a field error without a hint: reported to the lead.)
     assert result.exit_code == USAGE and "'loss' must be a str" in one_error_line(result.stderr, hint=False)
     assert not Path("pwned").exists()
-
-
-def test_pillow_decompression_bomb_guard_stays_on_with_the_documented_cap(tmp_path: Path) -> None:
-    from PIL import Image
-
-    import mnist_cli.cli  # noqa: F401 - everything a command imports has run
-    import mnist_cli.inference.evaluation  # noqa: F401
-
-    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= preprocessing.MAX_PIXELS
-    assert preprocessing.MAX_PIXELS == 40_000_000
-    reliability = (PACKAGE.parent / "RELIABILITY.md").read_text(encoding="utf-8")
-    assert "40 megapixels" in reliability and "MAX_PIXELS" in reliability
-
-
-@pytest.fixture(scope="module")
-def finished_run(finished_run_once: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(a module's own copy of a run with checkpoints/ and best/, its --data-dir): tests damage runs."""
-    run, data_dir = finished_run_once
-    return Path(shutil.copytree(run, tmp_path_factory.mktemp("escape") / "run")), data_dir
 
 
 def _state(latest: str, paths: list[str]) -> str:

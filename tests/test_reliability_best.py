@@ -19,22 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny_dataset
-from test_reliability import fill, invoke, one_error_line
+from helpers import fill, invoke, one_error_line
 
 from mnist_cli.runs import layout, runs
 from mnist_cli.core.errors import LOCAL_IO
 from mnist_cli.model import weights
 from mnist_cli.training import checkpoints
 
+pytestmark = pytest.mark.tiny_data(n_train=400, n_test=100)  # the `data_dir` of this module (conftest.py)
+
 ARGS = ["--batch-size", "20", "--hidden", "16", "--log-every", "100", "--lr", "0.05", "--quiet", "--json"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(root / "mnist", n_train=400, n_test=100)
-    return root
 
 
 def _train(data_dir: Path, run: Path, epochs: int, *extra: str):  # noqa: ANN202 - click's Result

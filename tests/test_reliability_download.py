@@ -1,7 +1,7 @@
 """`mnist download` under faults: kill -9 at random moments, a full disk, hostile networks, racing processes.
 
-The loopback mirror and the tiny data set come from test_download.py; subprocesses run the real
-`mnist` entry point with that tiny set registered (see test_reliability.tiny_registry_command).
+The loopback mirror and the tiny data set come from mirror.py (the `tiny` fixture, conftest.py); subprocesses
+run the real `mnist` entry point with that tiny set registered (see helpers.tiny_registry_command).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_download import NAMES, OCTETS, MirrorServer, Tiny, _dead_port, _handler, _make_tiny, _serve
-from test_reliability import clean_env, fill, invoke, one_error_line, tiny_registry_command, tmpfs
+from helpers import clean_env, fill, invoke, one_error_line, tiny_registry_command, tmpfs
+from mirror import NAMES, OCTETS, MirrorServer, Tiny, make_tiny, mirror_handler, serve_mirror
 
-from mnist_cli import data
 from mnist_cli.data import download as dl
-from mnist_cli.data.download import partfile, settings as download_settings
+from mnist_cli.data.download import partfile
 from mnist_cli.data import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 from mnist_cli.core.errors import DOWNLOAD, LOCAL_IO
 
@@ -31,14 +30,9 @@ QUICK = dl.Settings(timeout=0.3, retries=2, backoff=0.0, sleep=lambda seconds: N
 
 
 @pytest.fixture
-def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
-    """The tiny data set registered as `mnist` in this process; no built-in mirror."""
-    for name in ("MNIST_MIRROR", "MNIST_DATA_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(download_settings, "DEFAULT_SETTINGS", QUICK)
-    result = _make_tiny((f"http://127.0.0.1:{_dead_port()}/",))
-    monkeypatch.setitem(data.DATASETS, "mnist", result.spec)
-    return result
+def download_settings() -> dl.Settings:
+    """Shorter timeouts than the other download tests': the hostile mirrors here cost each one."""
+    return QUICK
 
 
 def _genuine_or_absent(tiny: Tiny, folder: Path) -> list[str]:
@@ -76,13 +70,13 @@ def _still_to_send(tiny: Tiny, folder: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_leaves_an_unverified_file_and_a_new_download_finishes(tmp_path: Path) -> None:
-    tiny = _make_tiny(())
+    tiny = make_tiny(())
     launch = tiny_registry_command(tiny.spec, tmp_path)
     env = clean_env()
     rng = random.Random(6)
     phases: dict[str, int] = {}
     kills = finished = sets = 0
-    with _serve(tiny.gz) as server:
+    with serve_mirror(tiny.gz) as server:
         server.throttle = 0.005  # a few ms per 64 kB, so a kill can land inside a transfer
 
         def command(folder: Path) -> list[str]:
@@ -137,9 +131,9 @@ def test_kill_9_at_random_moments_never_leaves_an_unverified_file_and_a_new_down
     ids=["before-renaming-a-verified-file", "before-renaming-the-last-file", "while-writing-the-manifest"],
 )
 def test_kill_9_at_the_riskiest_moment_then_a_new_download_finishes_clean(tmp_path: Path, name: str) -> None:
-    tiny = _make_tiny(())
+    tiny = make_tiny(())
     launch = tiny_registry_command(tiny.spec, tmp_path)
-    with _serve(tiny.gz) as server:
+    with serve_mirror(tiny.gz) as server:
         command = [*launch, "download", "--data-dir", str(tmp_path), "--mirror", server.url(), "--quiet"]
         killed = subprocess.run(command, env=clean_env(MNIST_TEST_KILL_AT_REPLACE=name), timeout=60)
         assert killed.returncode == -signal.SIGKILL
@@ -154,10 +148,10 @@ def test_kill_9_at_the_riskiest_moment_then_a_new_download_finishes_clean(tmp_pa
 
 
 def test_a_waiting_download_takes_over_when_the_lock_holder_is_killed(tmp_path: Path) -> None:
-    tiny = _make_tiny(())
+    tiny = make_tiny(())
     launch = tiny_registry_command(tiny.spec, tmp_path)
     env = clean_env()
-    with _serve(tiny.gz) as server:
+    with serve_mirror(tiny.gz) as server:
         # The mirror answers nobody until the holder is killed, so the holder keeps the lock
         # however long the waiter takes to start on a busy machine.
         server.modes["good"] = "held"
@@ -189,10 +183,10 @@ def test_a_waiting_download_takes_over_when_the_lock_holder_is_killed(tmp_path: 
 
 @pytest.mark.slow  # a real tmpfs, three download processes
 def test_full_disk_on_a_real_small_filesystem_keeps_the_verified_files(tmp_path: Path) -> None:
-    tiny = _make_tiny(())
+    tiny = make_tiny(())
     launch = tiny_registry_command(tiny.spec, tmp_path)
     total = sum(len(content) for content in tiny.gz.values())
-    with tmpfs(tmp_path / "disk", "1m") as disk, _serve(tiny.gz) as server:
+    with tmpfs(tmp_path / "disk", "1m") as disk, serve_mirror(tiny.gz) as server:
         assert total < 1 << 20 < total + len(tiny.gz[TRAIN_IMAGES])  # a set fits, a second train-images does not
         command = [*launch, "download", "--data-dir", str(disk), "--mirror", server.url()]
         assert subprocess.run([*command, "--quiet"], env=clean_env(), timeout=60).returncode == 0
@@ -247,7 +241,7 @@ class _FillingDisk:
 def test_full_disk_injected_mid_file_exits_6_and_keeps_earlier_files(
     tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with _serve(tiny.gz) as server:
+    with serve_mirror(tiny.gz) as server:
         assert invoke("download", "--data-dir", str(tmp_path), "--mirror", server.url(), "--quiet").exit_code == 0
         folder = tmp_path / "mnist"
         (folder / TEST_IMAGES).unlink()
@@ -275,7 +269,7 @@ def _reset(connection: socket.socket) -> None:
 
 
 def _hostile_handler(state: MirrorServer) -> type[http.server.BaseHTTPRequestHandler]:
-    base = _handler(state)
+    base = mirror_handler(state)
 
     class Hostile(base):  # type: ignore[misc, valid-type]
         def do_GET(self) -> None:  # noqa: N802
@@ -342,7 +336,7 @@ HOSTILE = [
 def test_hostile_mirror_costs_bounded_time_falls_through_and_fails_clearly_alone(
     tiny: Tiny, tmp_path: Path, mode: str, says: str
 ) -> None:
-    with _serve(tiny.gz, _hostile_handler) as hostile, _serve(tiny.gz) as good:
+    with serve_mirror(tiny.gz, _hostile_handler) as hostile, serve_mirror(tiny.gz) as good:
         hostile.modes["bad"] = mode
         started = time.monotonic()
         events: list[dl.Event] = []

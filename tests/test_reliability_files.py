@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reliability import clean_env, finished_run, invoke, mnist_command, one_error_line  # noqa: F401 - a fixture
-from test_runs import make_run
+from helpers import clean_env, invoke, make_run, mnist_command, one_error_line
 
 from mnist_cli.core import safeio
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
@@ -159,11 +158,9 @@ def test_safe_json_reader_refuses_what_json_would_choke_on(tmp_path: Path) -> No
     ids=["garbage", "junk-after-a-record", "empty", "fifo"],
 )
 def test_a_garbage_checkpoint_state_file_refuses_resume_and_evaluate_and_lists_the_checkpoints(
-    finished_run: tuple[Path, Path], tmp_path: Path, garbage: str
+    run_to_damage: tuple[Path, Path], tmp_path: Path, garbage: str
 ) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+    run, data_dir = run_to_damage
     state = run / "checkpoints" / "checkpoint"
     present = sorted(path.stem for path in (run / "checkpoints").glob("ckpt-*.index"))
     assert present
@@ -185,10 +182,8 @@ def test_a_garbage_checkpoint_state_file_refuses_resume_and_evaluate_and_lists_t
     assert result.exit_code == MODEL and "refusing to use it" in one_error_line(result.stderr)
 
 
-def test_a_state_file_naming_a_checkpoint_that_is_gone_refuses_resume(finished_run: tuple[Path, Path], tmp_path: Path) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+def test_a_state_file_naming_a_checkpoint_that_is_gone_refuses_resume(run_to_damage: tuple[Path, Path], tmp_path: Path) -> None:
+    run, data_dir = run_to_damage
     for path in (run / "checkpoints").glob("ckpt-*"):
         path.unlink()
     config_before = (run / CONFIG_FILE).read_bytes()
@@ -375,11 +370,9 @@ def _contents(run: Path) -> dict[Path, bytes]:
     ids=["history-nan", "history-list-of-numbers", "history-missing-keys", "history-fifo", "lock-directory", "lock-symlink-loop", "lock-fifo"],
 )
 def test_resume_with_a_damaged_run_file_refuses_with_one_line_and_changes_nothing(
-    finished_run: tuple[Path, Path], tmp_path: Path, how: str, damage: Callable[[Path], None], code: int, says: str
+    run_to_damage: tuple[Path, Path], tmp_path: Path, how: str, damage: Callable[[Path], None], code: int, says: str
 ) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+    run, data_dir = run_to_damage
     (run / LOCK_FILE).unlink(missing_ok=True)
     damage(run)
     before = _contents(run)

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tiny_dataset
+from helpers import PACKAGE, clean_env, invoke, mnist_command, one_error_line, write_tiny_dataset
 from PIL import Image
-from test_reliability import clean_env, finished_run, invoke, mnist_command, one_error_line  # noqa: F401 - a fixture
 
 from mnist_cli.core.config import CONFIG_FILE
 from mnist_cli.data import TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from mnist_cli.core.errors import DATA, INPUT, LOCAL_IO, MODEL
+from mnist_cli.core.errors import DATA, INPUT, LOCAL_IO, MODEL, InputError
 
 # Data files ------------------------------------------------------------------------------
 
@@ -210,6 +209,23 @@ def test_a_bad_picture_fails_alone_with_exit_10_while_the_others_are_read(
     assert says in result.stderr
 
 
+def test_a_picture_one_pixel_over_the_cap_is_refused_from_its_header_and_one_at_the_cap_is_not() -> None:
+    from mnist_cli.inference import preprocessing
+
+    cap = preprocessing.MAX_PIXELS
+    width = 10_000
+    with pytest.raises(InputError, match=rf"has more than {cap // 1_000_000} megapixels \({width}x{cap // width + 1} pixels\)"):
+        preprocessing.load_image(_png_claiming(width, cap // width + 1), name="over.png")
+    # At the cap the header passes; the few bytes of pixel data then fail as a damaged picture.
+    with pytest.raises(InputError, match="is corrupt or truncated"):
+        preprocessing.load_image(_png_claiming(width, cap // width), name="at.png")
+    # Pillow's own decompression-bomb guard stays on, above the tool's cap, as RELIABILITY.md says.
+    import mnist_cli.cli  # noqa: F401 - everything a command imports has run
+
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS > cap
+    assert f"{cap // 1_000_000} megapixels" in (PACKAGE.parent / "RELIABILITY.md").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("kind", ["animated-gif", "16-bit-png", "cmyk-jpeg"])
 def test_unusual_but_valid_pictures_are_read_like_the_plain_8_bit_picture(
     finished_run: tuple[Path, Path], tmp_path: Path, kind: str
@@ -268,11 +284,9 @@ BROKEN_TARGETS = [
 
 @pytest.mark.parametrize(("how", "says"), BROKEN_TARGETS, ids=[how for how, _ in BROKEN_TARGETS])
 def test_a_broken_target_is_exit_7_for_evaluate_and_predict(
-    finished_run: tuple[Path, Path], tmp_path: Path, how: str, says: str
+    run_to_damage: tuple[Path, Path], tmp_path: Path, how: str, says: str
 ) -> None:
-    source, data_dir = finished_run
-    run = tmp_path / "run"
-    shutil.copytree(source, run)
+    run, data_dir = run_to_damage
     target = _break_target(run, how)
     picture = tmp_path / "digit.png"
     Image.fromarray(_digit()).save(picture)

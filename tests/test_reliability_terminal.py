@@ -9,6 +9,7 @@ that could block; `mnist predict ./-` reads the file named `-`.
 from __future__ import annotations
 
 import base64
+import functools
 import http.server
 import io
 import json
@@ -18,18 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_download import FAST, Tiny, _cli, _dead_port, _handler, _make_tiny, _one_error_line, _serve
-from test_reliability import finished_run, invoke, one_error_line  # noqa: F401 - a fixture
-from test_runs import make_run
+from helpers import invoke, make_run, one_error_line, outcome
+from mirror import Tiny, mirror_handler, serve_mirror
 
 from typer.testing import CliRunner
 
-from mnist_cli import data
 from mnist_cli.cli import app, common
 from mnist_cli.core.errors import DOWNLOAD, INPUT
 from mnist_cli.data import TRAIN_IMAGES
 from mnist_cli.data import download as dl
-from mnist_cli.data.download import settings as download_settings
 
 ESC = "\x1b"
 # Clear screen, set the window title, write the clipboard (OSC 52), a C1 CSI and a bell.
@@ -48,15 +46,7 @@ def test_the_escaping_helper_shows_every_control_character_and_keeps_markup_lite
     assert common.printable("plain ünïcode name.png") == "plain ünïcode name.png"
 
 
-@pytest.fixture
-def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:
-    """The tiny data set registered as `mnist`, whose built-in mirror is a dead loopback port."""
-    result = _make_tiny((f"http://127.0.0.1:{_dead_port()}/",))
-    monkeypatch.setitem(data.DATASETS, "mnist", result.spec)
-    for name in ("MNIST_MIRROR", "MNIST_DATA_DIR", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(download_settings, "DEFAULT_SETTINGS", FAST)
-    return result
+_cli = functools.partial(outcome, "download")
 
 
 # Pictures ------------------------------------------------------------------------------
@@ -164,15 +154,15 @@ def _hostile_reason_handler(server):  # noqa: ANN001, ANN202 - the test server's
 
 
 def test_an_http_reason_phrase_with_escape_sequences_is_printed_escaped(tiny: Tiny, tmp_path: Path) -> None:
-    with _serve(tiny.gz, _hostile_reason_handler) as server:
+    with serve_mirror(tiny.gz, _hostile_reason_handler) as server:
         code, stdout, stderr = _cli("--data-dir", str(tmp_path), "--mirror", server.url("x"))
     assert code == DOWNLOAD
     _no_raw_controls(stderr)
-    assert "Not Found\\x1b" in _one_error_line(stderr)
+    assert "Not Found\\x1b" in one_error_line(stderr)
 
 
 def _auth_handler(server):  # noqa: ANN001, ANN202
-    plain = _handler(server)
+    plain = mirror_handler(server)
     expected = "Basic " + base64.b64encode(b"reader:s3cret pass").decode()
 
     class Handler(plain):  # type: ignore[misc, valid-type]
@@ -189,7 +179,7 @@ def _auth_handler(server):  # noqa: ANN001, ANN202
 
 
 def test_mirror_credentials_are_used_as_basic_auth_and_never_printed(tiny: Tiny, tmp_path: Path) -> None:
-    with _serve(tiny.gz, _auth_handler) as server:
+    with serve_mirror(tiny.gz, _auth_handler) as server:
         url = server.url("good").replace("http://", "http://reader:s3cret%20pass@")
         code, stdout, stderr = _cli("--data-dir", str(tmp_path / "ok"), "--mirror", url, "--json", "--quiet")
         assert code == 0, stderr
@@ -203,12 +193,12 @@ def test_mirror_credentials_are_used_as_basic_auth_and_never_printed(tiny: Tiny,
         # Wrong password: refused by the server; the error line shows the URL redacted.
         wrong = server.url("good").replace("http://", "http://reader:wrong-secret@")
         code, stdout, stderr = _cli("--data-dir", str(tmp_path / "no"), "--mirror", wrong, "--quiet", "--json")
-        assert code == DOWNLOAD and "HTTP 401" in _one_error_line(stderr) and "***@" in stderr
+        assert code == DOWNLOAD and "HTTP 401" in one_error_line(stderr) and "***@" in stderr
         assert "wrong-secret" not in stdout + stderr
 
     # Credentials on a mirror that cannot use them are refused, still redacted.
     code, _, stderr = _cli("--data-dir", str(tmp_path), "--mirror", "file://user:hunter2@localhost/tmp")
-    assert code == 2 and "hunter2" not in stderr and "carries credentials" in _one_error_line(stderr)
+    assert code == 2 and "hunter2" not in stderr and "carries credentials" in one_error_line(stderr)
 
 
 def test_a_mirror_folder_with_a_fifo_or_an_oversized_file_is_refused_and_the_next_mirror_used(
@@ -246,7 +236,7 @@ def test_a_fifo_or_hostile_manifest_in_the_data_folder_never_hangs_download(tiny
     os.mkfifo(folder / TRAIN_IMAGES)
     code, stdout, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(mirror))
     assert code == 6 and stdout == ""
-    assert "is a FIFO, not a regular file; refusing to read it" in _one_error_line(stderr)
+    assert "is a FIFO, not a regular file; refusing to read it" in one_error_line(stderr)
     (folder / TRAIN_IMAGES).unlink()
     (folder / dl.MANIFEST_NAME).write_text(json.dumps({TRAIN_IMAGES: [1, 2], "x": "y"}))
     code, stdout, stderr = _cli("--data-dir", str(tmp_path / "data"), "--mirror", str(mirror))

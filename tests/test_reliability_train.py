@@ -17,23 +17,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_tiny_dataset
-from test_reliability import clean_env, fill, invoke, mnist_command, one_error_line, tmpfs
+from helpers import clean_env, fill, invoke, mnist_command, one_error_line, tmpfs
 
 from mnist_cli.model import weights
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import BUSY, INTERRUPTED, LOCAL_IO, MODEL
 
+pytestmark = pytest.mark.tiny_data(n_train=300, n_test=100)  # the `data_dir` of this module (conftest.py)
 EPOCHS = 40  # never reached by the kill trials; the last resume stops one epoch later
 STEPS_PER_EPOCH = 27  # 270 training images (300 less 10% validation) in batches of 10
 TRAIN_ARGS = ["--batch-size", "10", "--log-every", "1", "--checkpoint-every", "1", "--hidden", "16", "--keep-checkpoints", "2"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_tiny_dataset(root / "mnist", n_train=300, n_test=100)
-    return root
 
 
 def _command(data_dir: Path, run: Path, *extra: str, epochs: int = EPOCHS) -> list[str]:

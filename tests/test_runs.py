@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import make_run, outcome
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
@@ -21,60 +22,11 @@ from mnist_cli.runs.listing import list_runs
 from mnist_cli.runs.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, RUNS_DIR_ENV, latest_run
 
 
-def _epoch(epoch: int, val_accuracy: float | None, seconds: float = 10.0) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "train_loss": 0.5 / epoch,
-        "train_accuracy": 0.8,
-        "val_loss": 0.4,
-        "val_accuracy": val_accuracy,
-        "lr": 0.01,
-        "seconds": seconds,
-        "samples": 50_000,
-        "samples_per_second": 5000.0,
-    }
-
-
-def make_run(
-    root: Path,
-    name: str,
-    *,
-    config: TrainConfig | None = None,
-    val: list[float | None] | None = None,
-    test_accuracy: float | None = None,
-    started: str | None = None,
-    mtime: float | None = None,
-) -> Path:
-    """A run directory as the trainer writes it: config, history per epoch, result when finished."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True)
-    (config or TrainConfig()).save(run_dir)
-    if val is not None:
-        history = [_epoch(i + 1, v) for i, v in enumerate(val)]
-        (run_dir / HISTORY_FILE).write_text(json.dumps(history))
-    if test_accuracy is not None:
-        best = max(v for v in val or [0.0] if v is not None)
-        result = {
-            "run_dir": str(run_dir), "dataset": "mnist", "model": "mlp", "epochs": len(val or []),
-            "train_loss": 0.1, "train_accuracy": 0.97, "val_accuracy": (val or [None])[-1], "val_loss": 0.1,
-            "test_accuracy": test_accuracy, "test_loss": 0.1, "best_checkpoint": str(run_dir / "best"),
-            "best_epoch": 1, "best_val_accuracy": best, "seconds": 123.0, "samples_per_second": 5000.0,
-            "started": started or "2025-03-01T12:00:00+00:00", "finished": "2025-03-01T12:02:03+00:00",
-        }  # fmt: skip
-        (run_dir / RESULT_FILE).write_text(json.dumps(result))
-    if mtime is not None:
-        os.utime(run_dir / CONFIG_FILE, (mtime, mtime))
-    return run_dir
-
-
 def by_name(root: Path) -> dict[str, Any]:
     return {run.name: run for run in list_runs(root)}
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["runs", *args], env=env)
-    assert "Traceback" not in result.output
-    return result.exit_code, result.stdout, result.stderr
+invoke = functools.partial(outcome, "runs")
 
 
 # --------------------------------------------------------------------------- latest_run

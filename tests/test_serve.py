@@ -26,18 +26,12 @@ import pictures
 from mnist_cli.cli import app
 from mnist_cli.core.errors import ADDRESS, MODEL, USAGE
 from mnist_cli.serving.batching import Batcher
+from helpers import bar_digit
 from serving import REPO, ServerProcess, raw_request, read_answer
 
 BODY_TIMEOUT = 3  # seconds, short so that the trickling client is cut off quickly
 MAX_BODY_MB = 1
 MAX_INSTANCES = 8
-
-
-def bar_digit(label: int) -> np.ndarray:
-    """A digit of the tiny data set (a bar at row 3 + 2 * label), as preprocessing keeps it."""
-    image = np.zeros((28, 28), np.uint8)
-    image[3 + 2 * label : 5 + 2 * label, 4:24] = 255
-    return image
 
 
 def png(image: np.ndarray) -> bytes:

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pictures
-from conftest import IN_CI
+from helpers import IN_CI
 from mnist_cli.cli import app
 from mnist_cli.data import load_split
 from serving import ServerProcess

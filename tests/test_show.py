@@ -13,23 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
-from typer.testing import CliRunner
 
 from mnist_cli.data import explore
-from mnist_cli.cli import app
 from mnist_cli.cli.show import _spread_values, draw
 from mnist_cli.data import DATASETS, load_split
 from mnist_cli.core.errors import DOWNLOAD, USAGE, UsageError
 from mnist_cli.report.pictures import digit_grid
-from conftest import write_tiny_dataset
+from helpers import outcome, write_tiny_dataset
 
+# The indices below were written for 600 training images (540 after validation: a remainder batch of 28).
+pytestmark = pytest.mark.tiny_data(n_train=600)
 FASHION = DATASETS["fashion-mnist"].class_names
 
 
 def invoke(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["show", "--data-dir", str(data_dir), *args], env=env)
-    assert "Traceback" not in result.output
-    return result.exit_code, result.stdout, result.stderr
+    return outcome("show", "--data-dir", str(data_dir), *args, env=env)
 
 
 def show_json(data_dir: Path, *args: str) -> dict[str, Any]:
@@ -44,13 +42,6 @@ def indices(payload: dict[str, Any]) -> list[int]:
 
 def labels_of(payload: dict[str, Any]) -> list[int]:
     return [sample["label"] for sample in payload["samples"]]
-
-
-@pytest.fixture
-def tiny_data_dir(tmp_path: Path) -> Path:
-    """The tiny data set with 600 training images (540 after validation: a remainder batch of 28), which the indices below were written for."""
-    write_tiny_dataset(tmp_path / "data" / "mnist", n_train=600)
-    return tmp_path / "data"
 
 
 def tiny_labels(data_dir: Path, split: str = "train") -> np.ndarray:

@@ -19,14 +19,10 @@ from mnist_cli.core.errors import BusyError, DivergedError, Interrupted, UsageEr
 trainer = pytest.importorskip("mnist_cli.training.trainer")
 from mnist_cli.model import weights  # noqa: E402
 from mnist_cli.model import steps  # noqa: E402
-from conftest import write_tiny_dataset  # noqa: E402
 
 
-@pytest.fixture
-def tiny_data_dir(tmp_path: Path) -> Path:
-    """The tiny data set with 600 training images (540 after validation: a remainder batch of 28), which the step counts below are about."""
-    write_tiny_dataset(tmp_path / "data" / "mnist", n_train=600)
-    return tmp_path / "data"
+# The step counts below are about 600 training images (540 after validation: a remainder batch of 28).
+pytestmark = pytest.mark.tiny_data(n_train=600)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import IN_CI, write_tiny_dataset
+from helpers import IN_CI, write_tiny_dataset
 from mnist_cli.cli import app
 from mnist_cli.runs import layout, listing
 from mnist_cli.core.errors import STORAGE, STUDY, USAGE, UsageError
