@@ -195,6 +195,8 @@ def test_serve_answers_predict_and_tf_serving_requests(run: Path, folder: Path) 
             answer = client.post("/predict", content=(folder / "3.png").read_bytes(), headers={"Content-Type": "image/png"})
             assert answer.status_code == 200, answer.text
             assert answer.json()[0]["prediction"] == expected[3]["prediction"]
+            # Served in float32 as predict runs it: the same probabilities.
+            assert answer.json()[0]["probabilities"] == pytest.approx(expected[3]["probabilities"], abs=1e-6)
             digits = [np.asarray(Image.open(folder / f"{label}.png")).tolist() for label in (1, 7)]
             rows = client.post("/v1/models/mnist:predict", json={"instances": digits})
             assert rows.status_code == 200, rows.text
