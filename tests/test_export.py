@@ -84,3 +84,22 @@ def test_export_refuses_to_overwrite_without_force_and_reports_a_missing_target(
     assert again.exit_code == 2 and "already exists" in again.stderr
     missing = runner.invoke(app, ["export", str(tmp_path / "nope")])
     assert missing.exit_code == 7 and "does not exist" in missing.stderr and "Traceback" not in missing.output
+
+
+def test_the_readmes_export_folder_is_ignored_by_git() -> None:
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    # README: mnist export RUN --format savedmodel --output models/mnist/1
+    done = subprocess.run(["git", "check-ignore", "-q", "models/mnist/1/saved_model.pb"], cwd=root, check=False)
+    assert done.returncode == 0, "models/ is not in .gitignore"
+
+
+def test_the_formats_offered_are_the_ones_written() -> None:
+    from mnist_cli.cli.export import Format
+    from mnist_cli.inference import export
+
+    assert [choice.value for choice in Format] == list(export.FORMATS)

@@ -9,9 +9,10 @@ import typer
 from rich.filesize import decimal
 
 from mnist_cli.cli import app, common
+from mnist_cli.runs.layout import EXPORT_FORMATS
 from mnist_cli.runs import runs
 
-Format = common._choices("Format", ("keras", "savedmodel", "tflite"))
+Format = common._choices("Format", EXPORT_FORMATS)
 
 
 @app.command()

@@ -61,7 +61,7 @@ def serve(
 
         if not quiet:  # TensorFlow's import and the model's load take a few seconds
             common.err.print(f"loading {escape(str(target)) if target else 'the most recent run'}…", highlight=False)
-        loaded = loading.load(target, runs_root=runs_root)
+        loaded = loading.load(target, runs_root=runs_root, float32=True)  # as `mnist predict` runs it, never emulated bf16
         from mnist_cli.serving.app import create_app  # imports TensorFlow
 
         url = server.url(sock, config.host)

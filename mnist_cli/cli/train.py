@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.table import Table
 
 from mnist_cli.core import config as cfg
+from mnist_cli.core import precision as precision_choice
 from mnist_cli.runs import runs as run_dirs
 from mnist_cli.cli import app, common
 from mnist_cli.cli.download import DownloadReporter
@@ -118,6 +119,18 @@ class _TrainReporter(common.Reporter):
             f"epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} acc {event.train_accuracy:.2%}"
             f"{val}  lr {event.learning_rate:.3g}  {event.samples_per_second:,.0f} img/s  {event.seconds:.1f} s{best}"
         )
+
+
+def precision_line(notice: precision_choice.PrecisionNotNative) -> str:
+    """One line on a mixed precision this machine would only emulate (several times slower than float32)."""
+    start = f"this machine has no {notice.lacking}"
+    slower = "about 8x slower" if notice.requested == "mixed-bf16" else "several times slower"  # bf16: issue 22, on AVX2
+    if notice.downgraded:
+        return (
+            f"note: {start}, so --recipe {notice.recipe} trains in {notice.used} instead of {notice.requested} "
+            f"(emulated, {slower}); --precision {notice.requested} keeps it"
+        )
+    return f"warning: {start}: {notice.requested} is emulated here, {slower} than --precision float32"
 
 
 def network_table(event: NetworkBuilt) -> Table:
@@ -246,11 +259,12 @@ def train(
 ) -> None:
     """Train a network on MNIST with a compiled GradientTape loop; defaults are the walk-through's recipe."""
     # Precedence: defaults < --recipe < --config file < options given (or set in the environment).
-    given = {
-        **(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}),
-        **(cfg.read_config_file(config_file) if config_file else {}),
-        **given_hyperparameters(ctx, locals()),
-    }
+    chosen = {**(cfg.read_config_file(config_file) if config_file else {}), **given_hyperparameters(ctx, locals())}
+    given = {**(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}), **chosen}
+    # A recipe's mixed precision becomes float32 where this machine would only emulate it.
+    given, notice = precision_choice.choose(given, explicit="precision" in chosen)
+    if notice is not None and not quiet:
+        common.err.print(precision_line(notice), highlight=False, soft_wrap=True)
     config = TrainConfig(**given)
 
     from mnist_cli.data.idx import load_splits

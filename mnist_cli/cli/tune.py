@@ -18,6 +18,7 @@ from mnist_cli.cli import app, common
 from mnist_cli.cli import train as train_cli
 from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core import config as cfg
+from mnist_cli.core import precision as precision_choice
 from mnist_cli.runs import runs as run_dirs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import UsageError
@@ -170,6 +171,9 @@ def tune(
     from mnist_cli.tuning import space as spaces
 
     given = train_cli.given_hyperparameters(ctx, locals())
+    _, notice = precision_choice.choose(given, explicit=True)  # a --precision given is kept, and said to be slow here
+    if notice is not None and not quiet:
+        common.err.print(train_cli.precision_line(notice), highlight=False, soft_wrap=True)
     space = spaces.read_space(space_file) if space_file else spaces.default_space(model.value)
     fixed_names = set(given) - {"dataset", "model"}
     fixed = TrainConfig(**given).to_dict()

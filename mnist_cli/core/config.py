@@ -83,7 +83,10 @@ class TrainConfig:
     batch_size: int = 32
     val_split: float = 0.1
     seed: int = 0
-    precision: str = "float32"
+    precision: str = "float32"  # the precision the run computes in
+    # The recipe's mixed precision this machine does not compute natively, replaced by float32
+    # (core/precision.py); None when `precision` is what was asked for.
+    precision_downgraded_from: str | None = None
     augment: bool = False
     log_every: int = 200
     checkpoint_every: int = 0
@@ -102,6 +105,8 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
+        if self.precision_downgraded_from is not None:
+            _check_choice("precision-downgraded-from", self.precision_downgraded_from, PRECISIONS)
         if self.recipe is not None:
             _check_choice("recipe", self.recipe, tuple(RECIPES))
         if (
@@ -319,6 +324,10 @@ def coerce_field(name: str, value: Any) -> Any:
     if name == "recipe":
         if value is not None and not isinstance(value, str):
             raise UsageError(f"config field 'recipe' must be a recipe name or null, got {value!r}")
+        return value
+    if name == "precision_downgraded_from":
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"config field 'precision_downgraded_from' must be a precision or null, got {value!r}")
         return value
     if name == "lr":
         if value is None:  # the optimizer's usual rate, as when --lr is not given

@@ -17,12 +17,13 @@ import numpy as np
 from mnist_cli.core.errors import ModelError
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
-from mnist_cli.model.signature import CLASSES, INPUT, LOGITS, PROBABILITIES, SIGNATURE
-from mnist_cli.data.registry import COLS, ROWS
+from mnist_cli.inference import loading
+from mnist_cli.model.signature import CLASSES, INPUT, INPUT_DTYPE, INPUT_SHAPE, LOGITS, PROBABILITIES, SIGNATURE
 from mnist_cli.runs.layout import EXPORT_DIR, EXPORT_FILES as FORMATS
 
 tf = import_tensorflow()
 
+FLOAT32_FORMATS = ("savedmodel", "tflite")  # written in float32 whatever precision the network trained in
 _CHECK_IMAGES = 64
 TOLERANCE = 1e-4
 
@@ -37,6 +38,7 @@ class ExportResult:
     checked_images: int
     max_abs_logit_difference: float
     same_predictions: bool
+    converted_to_float32: bool = False  # a mixed-precision network, written in float32 (FLOAT32_FORMATS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -55,7 +57,7 @@ def default_output(run_dir: Path | None, source_path: Path, export_format: str) 
 def check_images() -> np.ndarray:
     """A fixed batch of digit-like uint8 images for comparing a model with its export."""
     rng = np.random.default_rng(0)
-    images = np.zeros((_CHECK_IMAGES, 28, 28), np.uint8)
+    images = np.zeros((_CHECK_IMAGES, *INPUT_SHAPE[1:]), INPUT_DTYPE)
     for index in range(_CHECK_IMAGES):
         top, left = rng.integers(4, 12, size=2)
         images[index, top : top + 12, left : left + 12] = rng.integers(0, 256, size=(12, 12), dtype=np.uint8)
@@ -78,6 +80,13 @@ def export_model(model: Any, *, export_format: str, output: Path, overwrite: boo
         scratch = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     except OSError as exc:
         raise io_error(exc, f"creating {output.parent}") from None
+    # TFLite has no bfloat16 kernels, and a SavedModel in bfloat16 differs from itself by
+    # 1e-3 between eager and graph runs (and crawls on CPUs without bf16): these exports are
+    # for serving, where mixed precision buys nothing portable, so they are float32. A
+    # .keras export keeps the network as trained.
+    converted = export_format in FLOAT32_FORMATS and loading.is_mixed(model)
+    if converted:
+        model = loading.float32_copy(model)
     try:
         written = _write(model, export_format, scratch)
         images = check_images()
@@ -93,7 +102,7 @@ def export_model(model: Any, *, export_format: str, output: Path, overwrite: boo
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     size = sum(path.stat().st_size for path in output.rglob("*") if path.is_file()) if output.is_dir() else output.stat().st_size
-    return ExportResult(str(output), export_format, size, len(images), difference, same)
+    return ExportResult(str(output), export_format, size, len(images), difference, same, converted)
 
 
 def _write(model: Any, export_format: str, scratch: Path) -> Path:
@@ -106,8 +115,15 @@ def _write(model: Any, export_format: str, scratch: Path) -> Path:
     if export_format == "savedmodel":
         return saved
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=[SIGNATURE])
-    with native_stderr_silenced():  # the converter logs its MLIR passes natively
-        flatbuffer = converter.convert()
+    try:
+        with native_stderr_silenced():  # the converter logs its MLIR passes natively
+            flatbuffer = converter.convert()
+    except Exception as exc:  # noqa: BLE001 - ConverterError and others, each hundreds of lines of MLIR
+        lines = str(exc).strip().splitlines()
+        raise ModelError(
+            f"the TFLite converter cannot convert {model.name!r}: {lines[0][:200] if lines else type(exc).__name__}",
+            "export --format savedmodel instead, or use a model trained by `mnist train`",
+        ) from None
     path = scratch / FORMATS["tflite"]
     path.write_bytes(flatbuffer)
     return path
@@ -123,7 +139,7 @@ def _write_saved_model(model: Any, path: Path) -> None:
         logits = model(images, training=False)
         return {LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits), CLASSES: tf.argmax(logits, axis=1)}
 
-    archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None, ROWS, COLS], tf.uint8, name=INPUT)])
+    archive.add_endpoint(SIGNATURE, serve, input_signature=[tf.TensorSpec([None, *INPUT_SHAPE[1:]], INPUT_DTYPE, name=INPUT)])
     with native_stderr_silenced():
         archive.write_out(str(path), verbose=False)
 

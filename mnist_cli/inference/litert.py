@@ -35,7 +35,7 @@ from mnist_cli.core.fileio import atomic_write_text
 from mnist_cli.core.tf_setup import native_stderr_silenced
 from mnist_cli.inference import loading
 from mnist_cli.inference.loading import Loaded, Source, Target
-from mnist_cli.model.signature import INPUT, LOGITS, SIGNATURE
+from mnist_cli.model.signature import INPUT, INPUT_DTYPE, INPUT_SHAPE, LOGITS, OUTPUT_DTYPES, OUTPUT_SHAPES, SIGNATURE
 from mnist_cli.runs.layout import CACHE_DIR
 FORMAT = 1  # the sidecar's layout; another value is a cache from another version: rebuilt
 KEEP = 4  # cached models kept per folder (one per checkpoint predicted with, newest first)
@@ -73,7 +73,7 @@ class FastModel:
                 np.array(self._runner(**{INPUT: images[start : start + batch_size]})[LOGITS], dtype=np.float32)
                 for start in range(0, len(images), batch_size)
             ]
-        return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, OUTPUT_SHAPES[LOGITS][-1]), OUTPUT_DTYPES[LOGITS])
 
 
 def runtime_available() -> bool:
@@ -118,6 +118,8 @@ def load(
     except (Unavailable, MnistError) as exc:
         message = exc.message if isinstance(exc, MnistError) else str(exc)
         return _fallback(engine, loaded, f"the LiteRT conversion failed: {message}", note)
+    except Exception as exc:  # noqa: BLE001 - the converter's own errors: the TensorFlow path still serves
+        return _fallback(engine, loaded, f"the LiteRT conversion failed: {_first_line(exc)}", note)
     note(f"LiteRT: {fast.path}")
     return fast
 
@@ -252,7 +254,7 @@ def _read_model(path: Path, sidecar: dict[str, Any]) -> bytes:
 
 
 def _check_runner(interpreter_class: Any, blob: bytes) -> Any:
-    """The signature runner, once the flatbuffer loads and maps uint8 [N, 28, 28] to float32 [N, 10] logits."""
+    """The signature runner, once the flatbuffer loads and keeps the exported contract (model/signature.py)."""
     try:
         with warnings.catch_warnings(), native_stderr_silenced():  # the XNNPACK delegate announces itself
             warnings.simplefilter("ignore")
@@ -268,13 +270,26 @@ def _check_runner(interpreter_class: Any, blob: bytes) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - the runtime raises ValueError/RuntimeError for damaged flatbuffers
         raise Unavailable(f"LiteRT cannot load it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    shapes = (list(inputs["shape"][1:]), inputs["dtype"], int(outputs["shape"][-1]), outputs["dtype"])
-    if shapes != ([28, 28], np.uint8, 10, np.float32):
-        raise Unavailable(f"it does not map uint8 [N, 28, 28] images to float32 [N, 10] logits ({shapes})")
+    shapes = (list(inputs["shape"][1:]), np.dtype(inputs["dtype"]), int(outputs["shape"][-1]), np.dtype(outputs["dtype"]))
+    contract = (list(INPUT_SHAPE[1:]), np.dtype(INPUT_DTYPE), OUTPUT_SHAPES[LOGITS][-1], np.dtype(OUTPUT_DTYPES[LOGITS]))
+    if shapes != contract:
+        raise Unavailable(
+            f"it does not map {INPUT_DTYPE} {_spelled(INPUT_SHAPE)} images to {OUTPUT_DTYPES[LOGITS]} {_spelled(OUTPUT_SHAPES[LOGITS])} logits ({shapes})"
+        )
     return runner
 
 
 # --- files -------------------------------------------------------------------------------------
+
+
+def _spelled(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join("N" if size == -1 else str(size) for size in shape) + "]"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _hash_file(digest: Any, path: Path) -> None:

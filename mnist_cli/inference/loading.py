@@ -21,6 +21,7 @@ from mnist_cli.runs import checkpoint_state, layout, runs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import ModelError
 from mnist_cli.runs.layout import CHECKPOINT_STATE, CONFIG_FILE
+from mnist_cli.model.signature import INPUT_DTYPE, INPUT_SHAPE, LOGITS, OUTPUT_SHAPES
 
 CHECKPOINT = "checkpoint"
 KERAS = "keras"
@@ -147,8 +148,9 @@ def resolve(target: Path | str | None, *, runs_root: Path | None = None) -> Targ
 def load(target: Path | str | None, *, runs_root: Path | None = None, float32: bool = False) -> Loaded:
     """Resolve `target` and load its model (weights checked against the config), or raise ModelError.
 
-    `float32` builds a checkpoint's network in float32 whatever precision it was trained in
-    (the checkpoint holds float32 weights either way), as `mnist predict` runs it.
+    `float32` gives the network in float32 whatever precision it was trained in, as `mnist
+    predict` runs it: a checkpoint's is built so (it holds float32 weights either way), a
+    mixed-precision model.keras is copied layer by layer (`float32_copy`).
     """
     try:
         return load_resolved(resolve(target, runs_root=runs_root), float32=float32)
@@ -162,7 +164,7 @@ def load_resolved(target: Target, *, float32: bool = False) -> Loaded:
     """Load the model a resolved target names (see `load`)."""
     try:
         if target.kind == KERAS:
-            return _load_keras(target)
+            return _load_keras(target, float32=float32)
         return _load_checkpoint(target, float32=float32)
     except OSError as exc:
         from mnist_cli.core.fileio import io_error
@@ -325,7 +327,36 @@ def _stored_int(tf: Any, prefix: str, name: str) -> int | None:
         return None
 
 
-def _load_keras(target: Target) -> Loaded:
+def is_mixed(model: Any) -> bool:
+    """Whether some layer of `model` computes in less than float32 (a mixed-precision network)."""
+    return any(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", "float32") != "float32" for layer in model.layers)
+
+
+def float32_copy(model: Any) -> Any:
+    """The same network with the same weights, computing in float32 throughout.
+
+    Mixed precision only speeds training up, and the TFLite converter has no bfloat16
+    kernels ('tf.Mul' op is neither a custom op nor a flex op). Each layer is rebuilt from
+    its own config with a float32 policy (the uint8 input stays as it is), so this works
+    for a model.keras without a run beside it too.
+    """
+    import keras
+
+    def rebuilt(layer: Any) -> Any:
+        return type(layer).from_config({**layer.get_config(), "dtype": "float32"})
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=rebuilt)
+        copy.set_weights(model.get_weights())
+    except Exception as exc:  # noqa: BLE001 - a subclassed or foreign model Keras cannot clone
+        raise ModelError(
+            f"the mixed-precision model {model.name!r} cannot be rebuilt in float32: {_first_line(exc)}",
+            "use the run's checkpoints, which are rebuilt from its config.json",
+        ) from None
+    return copy
+
+
+def _load_keras(target: Target, *, float32: bool = False) -> Loaded:
     config = TrainConfig.load(target.config_file.parent) if target.config_file else TrainConfig()
     _check_archive(target.path)  # before TensorFlow is imported: a bad file fails in a blink
     from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
@@ -344,6 +375,8 @@ def _load_keras(target: Target) -> Loaded:
             "it may be corrupt or from another program; export it again with `mnist export`, or use the run's checkpoints",
         ) from None
     _check_io(model, target.path)
+    if float32 and is_mixed(model):
+        model = float32_copy(model)
     source = Source(
         kind=KERAS,
         path=str(target.path),
@@ -408,13 +441,18 @@ def _check_io(model: Any, path: Path) -> None:
         shapes = (tuple(inputs[0].shape), str(inputs[0].dtype), tuple(outputs[0].shape))
     except Exception:  # noqa: BLE001 - a subclassed model has no symbolic inputs
         shapes = None
-    expected = ((None, 28, 28), "uint8", (None, 10))
+    expected = (_keras_shape(INPUT_SHAPE), INPUT_DTYPE, _keras_shape(OUTPUT_SHAPES[LOGITS]))
     if shapes is None or len(inputs) != 1 or len(outputs) != 1 or shapes != expected:
         found = "an unknown signature" if shapes is None else f"{shapes[1]} {list(shapes[0])} -> {list(shapes[2])}"
         raise ModelError(
             f"{path} does not take 28x28 uint8 images and return 10 logits (it has {found})",
             "use a model.keras written by `mnist train` or `mnist export`",
         )
+
+
+def _keras_shape(shape: tuple[int, ...]) -> tuple[int | None, ...]:
+    """A contract shape as Keras writes it: None, not -1, for any size."""
+    return tuple(None if size == -1 else size for size in shape)
 
 
 def _first_line(exc: BaseException) -> str:

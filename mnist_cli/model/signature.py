@@ -20,3 +20,5 @@ CLASSES = "classes"  # int64 [N], the most probable class
 OUTPUTS = (LOGITS, PROBABILITIES, CLASSES)  # in the order the exported signature lists them
 OUTPUT_SHAPES = {LOGITS: (-1, NUM_CLASSES), PROBABILITIES: (-1, NUM_CLASSES), CLASSES: (-1,)}
 OUTPUT_DTYPES = {LOGITS: "float32", PROBABILITIES: "float32", CLASSES: "int64"}
+
+# What `mnist export --format` writes, and the file or folder each is written as by default.

@@ -46,6 +46,7 @@ CACHE_DIR = ".cache"  # also made beside a checkpoint or model file outside a ru
 EXPORT_DIR = "export"
 # `mnist export --format` and the file (or folder) each one writes.
 EXPORT_FILES = {"keras": MODEL_FILE, "savedmodel": "saved_model", "tflite": "model.tflite"}
+EXPORT_FORMATS = tuple(EXPORT_FILES)  # the choices of `mnist export --format`
 
 STUDY_FILE = "study.json"
 BEST_CONFIG_FILE = "best-config.json"
@@ -61,6 +62,7 @@ __all__ = [
     "DATA_FILE",
     "EXPORT_DIR",
     "EXPORT_FILES",
+    "EXPORT_FORMATS",
     "HISTORY_FILE",
     "LOCK_FILE",
     "MODEL_FILE",

@@ -7,13 +7,14 @@ holds the HParams session, the config as text and the test figures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mnist_cli.core.config import TrainConfig, format_hidden
+from mnist_cli.core.config import DATASETS, LOSSES, MODELS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, format_hidden
 from mnist_cli.report.metrics import misclassified
 from mnist_cli.report.pictures import digit_grid_array
 from mnist_cli.core.tf_setup import import_tensorflow
@@ -34,11 +35,67 @@ def _histogram(tag: str, values: np.ndarray, *, step: int, buckets: int = 30) ->
     tf.summary.write(tag, tensor, step=step, metadata=metadata.create_summary_metadata(display_name=None, description=None))
 
 
+# The figures the HParams dashboard sets beside the hyperparameters: (tag, run group, name).
+# Without this declaration TensorBoard lists every scalar it finds, batch_* included.
+HPARAMS_METRICS = (
+    ("epoch_accuracy", "validation", "validation accuracy"),
+    ("epoch_loss", "validation", "validation loss"),
+    ("epoch_accuracy", "train", "train accuracy"),
+    ("epoch_loss", "train", "train loss"),
+    ("test/accuracy", "", "test accuracy"),
+    ("test/loss", "", "test loss"),
+)
+# Hyperparameters that mean something for one network only.
+_MODEL_ONLY = {"hidden": "mlp"}
+_CHOICES = {
+    "dataset": DATASETS,
+    "model": MODELS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "precision": PRECISIONS,
+    "precision_downgraded_from": PRECISIONS,
+    "recipe": (*RECIPES, "none"),
+    "augment": (False, True),
+}
+
+
 def _hparams(config: TrainConfig) -> dict[str, Any]:
     values = config.to_dict()
     values["hidden"] = format_hidden(config.hidden)
-    values["recipe"] = config.recipe or "none"  # HParams takes no null values
-    return values
+    values["recipe"] = config.recipe or "none"  # HParams takes no null values; the others unset are left out
+    return {
+        name: value
+        for name, value in values.items()
+        if value is not None and _MODEL_ONLY.get(name, config.model) == config.model
+    }
+
+
+def _hparams_config() -> Any:
+    """The experiment: every hyperparameter a run may have, and the metrics that matter (HPARAMS_METRICS).
+
+    TensorBoard reads one experiment for the whole logdir, from whichever run it finds first,
+    so every run writes the same one.
+    """
+    from tensorboard.plugins.hparams import api as hp
+
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    hparams = [hp.HParam(name, hp.Discrete(list(_CHOICES[name])) if name in _CHOICES else None) for name in names]
+    metrics = [hp.Metric(tag, group=group or None, display_name=name) for tag, group, name in HPARAMS_METRICS]
+    return hp.hparams_config(hparams=hparams, metrics=metrics)
+
+
+def run_name(run_dir: Path) -> str:
+    """The run's name as `mnist runs` lists it: its folder, after its study's for a `mnist tune` trial."""
+    from mnist_cli.runs.runs import STUDY_FILE
+
+    run_dir = Path(run_dir)
+    return f"{run_dir.parent.name}/{run_dir.name}" if (run_dir.parent / STUDY_FILE).is_file() else run_dir.name
+
+
+def middle_step(step: int, steps: int) -> int:
+    """The global step in the middle of the `steps` steps that end at `step`."""
+    return int(round(step - (steps - 1) / 2))
 
 
 class RunSummaries:
@@ -47,6 +104,7 @@ class RunSummaries:
     def __init__(self, run_dir: Path, config: TrainConfig, class_names: tuple[str, ...]) -> None:
         self.config = config
         self.class_names = class_names
+        self.name = run_name(run_dir)
         from mnist_cli.runs.layout import TENSORBOARD_TRAIN_DIR, TENSORBOARD_VALIDATION_DIR
         from mnist_cli.runs.runs import run_subdir
 
@@ -60,7 +118,9 @@ class RunSummaries:
         from tensorboard.plugins.hparams import api as hp
 
         with self.root.as_default():
-            hp.hparams(_hparams(self.config), trial_id=None)
+            _hparams_config()
+            # The run's name as the dashboard's row, where TensorBoard would show a hash of the values.
+            hp.hparams(_hparams(self.config), trial_id=self.name)
             if not resumed:
                 text = "```json\n" + json.dumps(self.config.to_dict(), indent=2) + "\n```"
                 tf.summary.text("config", text, step=0)
@@ -71,11 +131,17 @@ class RunSummaries:
                 tf.summary.image("sample_inputs", grid[None], step=0)
         self.flush()
 
-    def steps(self, *, step: int, loss: float, accuracy: float, learning_rate: float, samples_per_second: float) -> None:
-        """Scalars at a global step, between compiled calls."""
+    def steps(
+        self, *, step: int, loss: float, accuracy: float, learning_rate: float, samples_per_second: float, steps: int = 1
+    ) -> None:
+        """Scalars of the chunk of `steps` steps that ended at global step `step`, between compiled calls."""
+        # A chunk's means are plotted in the middle of the steps they average: chunks of unequal
+        # length (200 steps, then the epoch's last 82) would otherwise lag the curve by different
+        # amounts and draw a saw-tooth.
+        middle = middle_step(step, steps)
         with self.train.as_default():
-            tf.summary.scalar("batch_loss", loss, step=step)
-            tf.summary.scalar("batch_accuracy", accuracy, step=step)
+            tf.summary.scalar("batch_loss", loss, step=middle)
+            tf.summary.scalar("batch_accuracy", accuracy, step=middle)
             tf.summary.scalar("learning_rate", learning_rate, step=step)
             tf.summary.scalar("samples_per_second", samples_per_second, step=step)
 

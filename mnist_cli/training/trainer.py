@@ -246,7 +246,10 @@ class _Loop:
             chunk_seconds = time.perf_counter() - began
             seconds += chunk_seconds
             global_step = self._global_step()
-            self._record_chunk(epoch, end=end, samples=int(chunk.size), loss_sum=loss_sum, correct=correct, seconds=chunk_seconds, global_step=global_step)
+            self._record_chunk(
+                epoch, end=end, steps=end - position, samples=int(chunk.size), loss_sum=loss_sum, correct=correct,
+                seconds=chunk_seconds, global_step=global_step,
+            )  # fmt: skip
             position = end
             if position < self.steps_per_epoch:
                 if self.config.checkpoint_every and global_step % self.config.checkpoint_every == 0:
@@ -264,7 +267,9 @@ class _Loop:
         tail = order[self.full_steps * size :][None, :] if self.steps_per_epoch > self.full_steps else None
         return batches, tail
 
-    def _record_chunk(self, epoch: int, *, end: int, samples: int, loss_sum: float, correct: int, seconds: float, global_step: int) -> None:
+    def _record_chunk(
+        self, epoch: int, *, end: int, steps: int, samples: int, loss_sum: float, correct: int, seconds: float, global_step: int
+    ) -> None:
         if not math.isfinite(loss_sum):
             last = self.saver.latest.latest_checkpoint
             raise DivergedError(
@@ -289,7 +294,7 @@ class _Loop:
                 learning_rate=learning_rate,
             )
         )
-        self.writer.steps(step=global_step, loss=loss, accuracy=accuracy, learning_rate=learning_rate, samples_per_second=rate)
+        self.writer.steps(step=global_step, steps=steps, loss=loss, accuracy=accuracy, learning_rate=learning_rate, samples_per_second=rate)
 
     def _finish_epoch(self, epoch: int, seconds: float) -> None:
         """Validate, record the epoch (history first, then checkpoints), write summaries, report."""
