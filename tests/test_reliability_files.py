@@ -25,7 +25,8 @@ from mnist_cli.core import safeio
 from mnist_cli.core.config import CONFIG_FILE, TrainConfig
 from mnist_cli.core.errors import DATA, LOCAL_IO, MODEL, USAGE, DataError, ModelError
 from mnist_cli.runs.listing import list_runs
-from mnist_cli.runs.runs import HISTORY_FILE, LOCK_FILE, RESULT_FILE, load_history
+from mnist_cli.runs.layout import HISTORY_FILE, LOCK_FILE, RESULT_FILE
+from mnist_cli.runs.runs import load_history
 from mnist_cli.data import idx
 
 # Hostile run-directory files ------------------------------------------------------------

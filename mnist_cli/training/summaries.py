@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_cli.core.config import DATASETS, LOSSES, MODELS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, format_hidden
+from mnist_cli.core.config import DATASET_NAMES, LOSSES, MODELS, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, format_hidden
 from mnist_cli.report.metrics import misclassified
 from mnist_cli.report.pictures import digit_grid_array
 from mnist_cli.core.tf_setup import import_tensorflow
@@ -48,7 +48,7 @@ HPARAMS_METRICS = (
 # Hyperparameters that mean something for one network only.
 _MODEL_ONLY = {"hidden": "mlp"}
 _CHOICES = {
-    "dataset": DATASETS,
+    "dataset": DATASET_NAMES,
     "model": MODELS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
@@ -87,7 +87,7 @@ def _hparams_config() -> Any:
 
 def run_name(run_dir: Path) -> str:
     """The run's name as `mnist runs` lists it: its folder, after its study's for a `mnist tune` trial."""
-    from mnist_cli.runs.runs import STUDY_FILE
+    from mnist_cli.runs.layout import STUDY_FILE
 
     run_dir = Path(run_dir)
     return f"{run_dir.parent.name}/{run_dir.name}" if (run_dir.parent / STUDY_FILE).is_file() else run_dir.name
