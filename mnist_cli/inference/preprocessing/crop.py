@@ -22,10 +22,7 @@ def digit_crop(ink: np.ndarray) -> np.ndarray:
     height, width = ink.shape
     factor = max(1, math.ceil(max(height, width) / _COARSE_SIZE))
     rows, cols = math.ceil(height / factor), math.ceil(width / factor)
-    padded = cv2.copyMakeBorder(ink, 0, rows * factor - height, 0, cols * factor - width, cv2.BORDER_CONSTANT)
-    blocks = padded.reshape(rows, factor, cols, factor)
-    coarse = (blocks.max(axis=(1, 3)) >= 0.3).astype(np.uint8)
-    mass = blocks.sum(axis=(1, 3))
+    coarse, mass = _pool(ink, factor, rows, cols)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(coarse, connectivity=8, ltype=cv2.CV_32S)
     if count <= 1:  # all the ink was printed lines
         raise no_digit()
@@ -59,6 +56,18 @@ def digit_crop(ink: np.ndarray) -> np.ndarray:
     if max(bottom - top, right - left) < max(4, 0.015 * max(height, width)):
         raise no_digit()
     return ink[top:bottom, left:right]
+
+
+def _pool(ink: np.ndarray, factor: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which factor x factor blocks hold ink (uint8 [rows, cols]), and the ink's mass in each."""
+    if factor == 1:
+        return (ink >= 0.3).view(np.uint8), ink
+    height, width = ink.shape
+    padded = cv2.copyMakeBorder(ink, 0, rows * factor - height, 0, cols * factor - width, cv2.BORDER_CONSTANT)
+    # Each block's maximum sits at its top-left corner after a dilation anchored there.
+    peak = cv2.dilate(padded, np.ones((factor, factor), np.uint8), anchor=(0, 0))[::factor, ::factor]
+    mass = cv2.resize(padded, (cols, rows), interpolation=cv2.INTER_AREA) * np.float32(factor * factor)
+    return (peak >= 0.3).view(np.uint8), mass
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

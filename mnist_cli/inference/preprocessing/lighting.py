@@ -130,7 +130,9 @@ def _background(pixels: np.ndarray) -> np.ndarray:
     padded = cv2.copyMakeBorder(pixels, 0, rows * cell - height, 0, cols * cell - width, cv2.BORDER_REPLICATE)
     step = max(1, cell // _CELL_SAMPLES)
     blocks = padded.reshape(rows, cell, cols, cell, channels)[:, ::step, :, ::step]
-    cells = np.median(blocks.transpose(0, 2, 4, 1, 3).reshape(rows, cols, channels, -1), axis=-1).astype(np.float32)
+    samples = blocks.transpose(0, 2, 4, 1, 3).reshape(rows, cols, channels, -1)
+    middle = samples.shape[-1] // 2  # the median's rank (the upper of the two middle ones when even)
+    cells = np.ascontiguousarray(np.partition(samples, middle, axis=-1)[..., middle])
     # The window's median on whole grey levels (OpenCV's median filter of this size takes uint8).
     windowed = cv2.medianBlur(np.clip(np.rint(cells), 0, 255).astype(np.uint8), _LIGHT_WINDOW).astype(np.float32)
     windowed = windowed.reshape(rows, cols, channels)
@@ -155,7 +157,9 @@ def _smooth_fit(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return cells, np.zeros((rows, cols), dtype=bool)
     keep = np.ones(len(values), dtype=bool)
     for _ in range(3):
-        coefficients, *_ = np.linalg.lstsq(terms[keep], values[keep], rcond=None)
+        # Least squares by the normal equations: ten unknowns, x and y in -1..1, well conditioned.
+        chosen = terms[keep]
+        coefficients = np.linalg.solve(chosen.T @ chosen, chosen.T @ values[keep])
         fit = terms @ coefficients
         residual = np.sqrt(np.mean((values - fit) ** 2, axis=1))
         keep = residual <= 3.0 * (1.4826 * float(np.median(residual[keep])) + 1.0)
