@@ -16,9 +16,14 @@ _LIGHT_CELLS = 32  # cells across the longest side for the lighting estimate
 _LIGHT_WINDOW = 7  # cells across the window whose median is the paper (about a fifth of the picture)
 _CELL_SAMPLES = 6  # pixels sampled across a cell for its median (a median of 36 is as good as of 169)
 _MAX_GAIN = 4.0  # contrast is restored up to a paper 4x darker than the best-lit part (beyond that: noise)
+_HARD_STEP = 0.2  # share of the light lost within 3 pixels at a hard shadow's edge, at least
+_HARD_PEN = 0.075  # the closing's radius, at most, as a share of the picture's shorter side
+_HARD_LENGTH = 0.5  # ... along a length of half the picture's shorter side, at least
 _FLAT_SHARE = 0.5  # share of pixels exactly the paper's colour that marks a digital drawing's flat paper
 _LUMA = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_SQUARE = np.ones((3, 3), np.uint8)
+_EDGE_ZONE = np.ones((5, 5), np.uint8)
 
 
 def no_digit() -> InputError:
@@ -63,6 +68,7 @@ def ink(pixels: np.ndarray) -> np.ndarray:
     else:
         grown = cv2.dilate(rough.view(np.uint8), _CROSS, iterations=2).view(bool)
         surface = _paper_surface(pixels, ~grown, paper)
+        surface = _sharp_light(lum, surface, rough, dark_ink)
         dist = distance(pixels, surface) * _gain(surface)
         lighter = lum - luminance(surface)
     # Specks on the wrong side of the paper (glare on dark ink paper, dust on a black screen) are not ink.
@@ -206,3 +212,56 @@ def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndar
         grid[fill] = total[fill] / seen[fill][:, None]
         known = known | fill
     return upsample(grid, cell, height, width)
+
+
+def _sharp_light(lum: np.ndarray, surface: np.ndarray, rough: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """The paper surface with the light's hard edges put back (a shadow cast in direct sun), from a morphological closing.
+
+    The cell estimates are smooth, so across a hard shadow's edge they are too dark on the lit
+    side and too light on the shaded one, and the edge would read as a stroke. A closing (an
+    opening for light ink) with a round pen wider than the strokes fills the strokes with the
+    paper around them but keeps a step in the paper's light as sharp as it is. It is used
+    only where the light has such a step: it also fills the paper's dark corners a little.
+    """
+    height, width = lum.shape
+    # Half the widest stroke: the largest distance from a mark pixel to the paper.
+    half = float(cv2.distanceTransform(rough.view(np.uint8), cv2.DIST_L2, 3).max())
+    # A digit's strokes are an eighth of its height at most, so the pen stays narrower than
+    # a shadow band however much of the band the first estimate took for marks.
+    radius = math.ceil(min(1.5 * half, _HARD_PEN * min(height, width)))
+    filled = _closed(lum, radius, dark_ink)
+    steps = _steps(filled)
+    if cv2.countNonZero(steps) < _HARD_LENGTH * min(height, width):
+        return surface
+    # On the edge itself (blurred by the lens and JPEG over a pixel or two) the paper is taken
+    # as dark as the shaded side, so only marks darker than that count as ink there.
+    near = cv2.dilate(steps, _EDGE_ZONE).view(bool)
+    shaded = cv2.erode(filled, _EDGE_ZONE) if dark_ink else cv2.dilate(filled, _EDGE_ZONE)
+    filled = np.where(near, shaded, filled)
+    return surface * (filled / np.maximum(luminance(surface), 1.0))[..., None]
+
+
+def _steps(light: np.ndarray) -> np.ndarray:
+    """Where the light changes by a fifth or more within 3 pixels (a soft shadow's edge takes ten times that), uint8."""
+    jump = cv2.morphologyEx(light, cv2.MORPH_GRADIENT, _SQUARE) / np.maximum(light, 1.0)
+    return (jump >= _HARD_STEP).view(np.uint8)
+
+
+def _closed(lum: np.ndarray, radius: int, dark_ink: bool) -> np.ndarray:
+    """The paper's brightness with the strokes filled in."""
+    quiet = cv2.medianBlur(lum, 3)  # the closing's maximum would otherwise pick the sensor noise's peaks
+    return _round_closing(quiet, radius, dark_ink)
+
+
+def _round_closing(values: np.ndarray, radius: int, dark_ink: bool) -> np.ndarray:
+    """A closing (an opening for light ink) by an octagon of the radius: 3x3 squares and crosses in turn.
+
+    A square pen would not fit inside a shadow band running diagonally; an octagon fits any
+    band as wide as it, at the cost of small steps instead of one large one.
+    """
+    grow, shrink = (cv2.dilate, cv2.erode) if dark_ink else (cv2.erode, cv2.dilate)
+    out = values
+    for operation in (grow, shrink):
+        for step in range(radius):
+            out = operation(out, _CROSS if step % 2 else _SQUARE, borderType=cv2.BORDER_REPLICATE)
+    return out
