@@ -12,7 +12,7 @@ _LINE_EDGE = 0.15  # ... reaching into both outer 15% strips
 _LINE_INSIDE = 0.25  # a tilted line leaving through the top or bottom edge: share of the width it still crosses, at least
 _LINE_WIDTH = 0.02  # thickest line removed, as a share of the picture (at least 3 pixels)
 _LINE_TILTS = np.tan(np.radians(np.arange(-2.0, 2.01, 0.25)))
-_TILT_SAMPLES = 8192  # ink pixels the tilt is measured on, at most
+_TILT_SAMPLES = 4096  # ink pixels the tilt is measured on, at most
 _ACROSS_ROWS = np.ones((3, 1), np.uint8)
 
 
