@@ -13,9 +13,11 @@ photo, scan, drawing-app export or typed digit:
    and divide it out, so a page lit from one side, dark corners or a shadow do not hide
    the digit; then refine the paper as a smooth surface without the ink and remove it,
    with the noise floor measured on the paper (a drawing whose paper is one exact colour,
-   as a canvas or paint program makes it, needs neither estimate);
+   as a canvas or paint program makes it, needs neither estimate); where the light has a
+   hard step (a shadow cast in direct sun), a round morphological closing keeps it sharp;
 4. erase thin straight lines that cross the whole picture (ruled or squared paper, a
-   margin, tilted by up to 2 degrees), keeping the ink of strokes that cross them;
+   margin, tilted by up to 2 degrees, anti-aliased or stair-stepped, or leaving through the
+   top or bottom edge), keeping the ink of strokes that cross them;
 5. keep the digit (connected ink, ignoring specks), crop to its bounding box;
 6. thicken very thin strokes (a 1-pixel brush on a big canvas) to MNIST's stroke width;
 7. scale into a 20x20 box (Lanczos) and centre by centre of mass in 28x28.
