@@ -206,7 +206,10 @@ def test_a_bad_picture_fails_alone_with_exit_10_while_the_others_are_read(
     first, second = json.loads(result.stdout)
     assert first["path"] == str(good) and len(first["probabilities"]) == 10
     assert second["path"] == str(bad) and says in second["error"] and second["hint"]
-    assert says in result.stderr
+    # On the terminal: the error's line, then its advice on a hint line of its own.
+    lines = result.stderr.splitlines()
+    at = next(index for index, line in enumerate(lines) if line.startswith("error:"))
+    assert says in lines[at] and lines[at + 1] == f"hint: {second['hint']}", result.stderr
 
 
 def test_a_picture_one_pixel_over_the_cap_is_refused_from_its_header_and_one_at_the_cap_is_not() -> None:
