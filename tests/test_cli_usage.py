@@ -22,8 +22,9 @@ COMMANDS = ("download", "train", "evaluate", "predict", "show", "runs", "export"
 def _options(command: str) -> dict[str, list[str]]:
     """Each option of a command: its long name and its other spellings."""
     group = get_command(app)
+    loaded = group.get_command(group.make_context("mnist", ["--help"], resilient_parsing=True), command)  # type: ignore[attr-defined]
     found: dict[str, list[str]] = {}
-    for param in group.commands[command].params:  # type: ignore[attr-defined]
+    for param in loaded.params:
         names = [*param.opts, *getattr(param, "secondary_opts", [])]
         longs = [name for name in names if name.startswith("--")]
         if longs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -14,9 +13,8 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from mnist_cli.runs import runs
-from mnist_cli.cli import app, common
-from mnist_cli.cli.download import DownloadReporter
+from mnist_cli.cli import common, options, progress
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.core.config import EVAL_BATCH
 from mnist_cli.data.registry import EVAL_SPLITS
 
@@ -26,54 +24,43 @@ if TYPE_CHECKING:
 Split = enum.Enum("Split", {name: name for name in EVAL_SPLITS}, type=str)
 TOP_CONFUSIONS = 5
 
-TargetArgument = Annotated[
-    Optional[Path],
-    typer.Argument(
-        help="A run directory, checkpoint directory, checkpoint prefix (runs/x/checkpoints/ckpt-7) or model.keras "
-        "\\[default: the most recent run].",
-        show_default=False,
-        metavar="TARGET",
-    ),
-]
-RunsRootOption = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--runs-root", help="Where to look for the most recent run \\[default: ./runs].", envvar=runs.RUNS_DIR_ENV, file_okay=False
-    ),
-]
+app = command_app()
 
 
 @app.command()
 @common.handles_errors
 def evaluate(
     ctx: typer.Context,
-    target: TargetArgument = None,
+    target: options.TargetArgument = None,
     dataset: Annotated[
-        Optional[common.Dataset],
+        Optional[options.Dataset],
         typer.Option("--dataset", "-d", help="Which data set \\[default: the one the model was trained on].", show_default=False),
     ] = None,
-    data_dir: common.DataDirOption = None,
+    data_dir: options.DataDirOption = None,
     split: Annotated[Split, typer.Option(help="Which split; train and val are the run's own, as held out in training.")] = Split("test"),
     batch_size: Annotated[int, typer.Option(help="Images per compiled call.", min=1)] = EVAL_BATCH,
     report: Annotated[
         Optional[Path],
         typer.Option(help="Also write confusion_matrix.png, misclassified.png and metrics.json into this folder.", file_okay=False),
     ] = None,
-    runs_root: RunsRootOption = None,
-    json_output: common.JsonOption = False,
-    quiet: common.QuietOption = False,
+    runs_root: options.RunsRootOption = None,
+    json_output: options.JsonOption = False,
+    quiet: options.QuietOption = False,
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
     # numpy and Pillow only: TensorFlow is imported once the target has resolved to a model.
-    from mnist_cli.runs import rundata
-    from mnist_cli.data.download import ensure_dataset
-    from mnist_cli.inference import evaluation, loading
+    from mnist_cli.inference import loading
 
-    loaded = loading.load(target, runs_root=runs_root)
+    loaded = loading.load(target, runs_root=runs_root)  # a wrong target fails before numpy is imported
+    from mnist_cli.data.download import ensure_dataset
+    from mnist_cli.inference import evaluation
+    from mnist_cli.runs import rundata
+
     name = dataset.value if dataset is not None else loaded.config.dataset
     # The data the run was trained on, unless --data-dir says otherwise (MNIST_DATA_DIR is only the usual place).
     run_dir = Path(loaded.source.run_dir) if loaded.source.run_dir else None
-    data_dir, note = rundata.data_dir_for(run_dir, name, data_dir if common.on_command_line(ctx, "data_dir") else None)
+    recorded, note = rundata.data_dir_for(run_dir, name, data_dir if common.on_command_line(ctx, "data_dir") else None)
+    data_dir = recorded or data_dir  # else $MNIST_DATA_DIR (read by Typer into data_dir), else the user cache
     if note and not quiet:
         _say(note)
     if not quiet:
@@ -81,8 +68,7 @@ def evaluate(
             _say(f"model {loaded.source.describe()}")
         if not loaded.config_known and dataset is None:
             _say("no config.json beside the model: assuming --dataset mnist and --loss mse")
-    downloads = None if quiet else DownloadReporter(common.err)
-    with downloads.live() if downloads else contextlib.nullcontext():
+    with progress.downloads(common.err, quiet=quiet) as downloads:
         directory = ensure_dataset(name, data_dir, on_event=downloads)
     images, labels = evaluation.split_arrays(directory, loaded=loaded, dataset=name, split=split.value)
     result = evaluation.evaluate(
