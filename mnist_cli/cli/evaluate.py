@@ -7,11 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.color import Color
 from rich.console import Console
-from rich.style import Style
-from rich.table import Table
-from rich.text import Text
 
 from mnist_cli.cli import common, options, progress
 from mnist_cli.cli.lazy import command_app
@@ -19,6 +15,9 @@ from mnist_cli.core.config import EVAL_BATCH
 from mnist_cli.data.registry import EVAL_SPLITS
 
 if TYPE_CHECKING:
+    from rich.style import Style
+    from rich.table import Table
+
     from mnist_cli.inference import evaluation
 
 Split = enum.Enum("Split", {name: name for name in EVAL_SPLITS}, type=str)
@@ -96,6 +95,7 @@ def _progress(event: evaluation.Scoring) -> None:
 
 def render(console: Console, result: Any) -> None:
     """The summary, per-class table, confusion matrix and most frequent confusions."""
+    from rich.table import Table  # here: a wrong target fails without the table code
     metrics = result.metrics
     summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     summary.add_column(style="bold")
@@ -118,6 +118,7 @@ def render(console: Console, result: Any) -> None:
 
 
 def _per_class_table(metrics: Any) -> Table:
+    from rich.table import Table
     table = Table(title="per class", title_justify="left")
     table.add_column("class")
     for heading in ("precision", "recall", "F1", "support"):
@@ -134,6 +135,9 @@ def _per_class_table(metrics: Any) -> Table:
 
 
 def _error_style(count: int, largest: int) -> Style:
+    from rich.color import Color
+    from rich.style import Style
+
     # Off-diagonal cells go from a dark to a bright red background as errors grow.
     share = (count / largest) ** 0.5 if largest else 0.0
     red = round(90 + 165 * share)
@@ -141,6 +145,8 @@ def _error_style(count: int, largest: int) -> Style:
 
 
 def _confusion_table(metrics: Any) -> Table:
+    from rich.table import Table
+    from rich.text import Text
     matrix = metrics.confusion_matrix
     classes = len(matrix)
     off = matrix.copy()
@@ -168,6 +174,8 @@ def _confusion_table(metrics: Any) -> Table:
 
 
 def _confusions_table(metrics: Any) -> Table | None:
+    from rich.table import Table
+
     top = metrics.top_confusions[:TOP_CONFUSIONS]
     if not top:
         return None

@@ -8,20 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from mnist_cli.cli.common import safe
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from mnist_cli.data import download as dl
+
+# rich.progress is imported where bars are drawn: a command that fails on its arguments never needs it.
 
 
 def plain_progress(console: Console) -> bool:
@@ -51,6 +46,8 @@ class Reporter:
         if self.plain:
             yield self
             return
+        from rich.progress import Progress
+
         self.progress = Progress(*self.columns(), console=self.console)
         try:
             with self.progress:
@@ -72,6 +69,8 @@ class DownloadReporter(Reporter):
 
     def columns(self) -> tuple[Any, ...]:
         """A bar per file: name, bar, bytes, speed, time left."""
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
         return (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
     def __call__(self, event: dl.Event) -> None:
@@ -102,7 +101,7 @@ class DownloadReporter(Reporter):
                 self.say(f"  resuming {event.name} at {decimal(event.offset)} of {size}")
             elif event.name not in self.tasks:
                 self.say(f"fetching {event.name} ({size}) from {safe(event.source)}")
-            self.tasks[event.name] = TaskID(0)
+            self.tasks[event.name] = 0  # type: ignore[assignment]  # a name seen, no bar
             return
         if event.name in self.tasks:
             self.progress.reset(self.tasks[event.name], completed=event.offset, total=event.total)

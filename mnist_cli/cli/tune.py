@@ -188,19 +188,9 @@ def tune(
 
     --seed also seeds the sampler. Several `mnist tune` with the same --study and --storage share the study and together run exactly --trials trials.
     """
-    from mnist_cli.tuning import space as spaces
-
     given = given_hyperparameters(ctx, locals())
     runs_root = run_dirs.runs_root(runs_root)
-    space = spaces.read_space(space_file) if space_file else spaces.default_space(model.value)
-    fixed_names = set(given) - {"dataset", "model"}
-    fixed = TrainConfig(**given).to_dict()
-    # The study is defined by what is fixed: the data set, the model, the seed and the options given.
-    fixed = {name: value for name, value in fixed.items() if name in given or name in ("dataset", "model", "seed")}
-    space = space.without(fixed_names)
-    if not space.params:
-        raise UsageError("every parameter of the search space is fixed by an option", "leave at least one to search")
-
+    space, fixed = _space_and_fixed(given, space_file, model.value)
     from mnist_cli.data.download import ensure_dataset
     from mnist_cli.tuning import pool, study as studies
 
@@ -242,8 +232,26 @@ def tune(
     if json_output:
         common.print_json(result.to_dict())
     else:
-        common.out.print(_summary(result))
-        if result.best_config_file:
-            # Outside the table, on one line, so it can be pasted as it is.
-            command = f"mnist train --config {shlex.quote(result.best_config_file)}"
-            common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)
+        _print_result(result)
+
+
+def _space_and_fixed(given: dict[str, Any], space_file: Path | None, model: str) -> tuple[Any, dict[str, Any]]:
+    """The search space less the fields given, and the fixed values that define the study."""
+    from mnist_cli.tuning import space as spaces
+
+    space = spaces.read_space(space_file) if space_file else spaces.default_space(model)
+    fixed = TrainConfig(**given).to_dict()
+    # The study is defined by what is fixed: the data set, the model, the seed and the options given.
+    fixed = {name: value for name, value in fixed.items() if name in given or name in ("dataset", "model", "seed")}
+    space = space.without(set(given) - {"dataset", "model"})
+    if not space.params:
+        raise UsageError("every parameter of the search space is fixed by an option", "leave at least one to search")
+    return space, fixed
+
+
+def _print_result(result: Any) -> None:
+    common.out.print(_summary(result))
+    if result.best_config_file:
+        # Outside the table, on one line, so it can be pasted as it is.
+        command = f"mnist train --config {shlex.quote(result.best_config_file)}"
+        common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)
