@@ -348,3 +348,24 @@ def test_no_runs_names_the_folder_clearly(tmp_path: Path) -> None:
 def test_runs_root_and_its_old_name_root_are_one_option(tmp_path: Path) -> None:
     make_run(tmp_path, "here", val=[0.5])
     assert "here" in invoke("--runs-root", str(tmp_path))[1] and "here" in invoke("--root", str(tmp_path))[1]
+
+
+def test_record_resumed_config_writes_the_new_epochs_and_keeps_the_start_time(tmp_path: Path) -> None:
+    from mnist_cli.runs.runs import record_resumed_config, run_started
+
+    run_dir = make_run(tmp_path, "resumed", config=TrainConfig(epochs=6), val=[0.5], mtime=time.time() - 3600)
+    started = run_started(run_dir)
+    record_resumed_config(run_dir, TrainConfig(epochs=12))
+    assert TrainConfig.load(run_dir).epochs == 12 and run_started(run_dir) == started
+
+
+def test_resume_with_more_epochs_is_recorded_and_listed(tmp_path: Path, tiny_data_dir: Path) -> None:
+    run_dir = tmp_path / "runs" / "run"
+    train = ["train", "--data-dir", str(tiny_data_dir), "--run-dir", str(run_dir), "--quiet"]
+    assert CliRunner().invoke(app, [*train, "--epochs", "1"]).exit_code == 0
+    result = CliRunner().invoke(app, [*train, "--resume", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / CONFIG_FILE).read_text())["epochs"] == 2
+    (summary,) = list_runs(run_dir.parent)
+    assert (summary.epochs_done, summary.epochs_planned) == (2, 2)
+    assert "2/2" in invoke("--root", str(run_dir.parent), env={"COLUMNS": "200"})[1]
