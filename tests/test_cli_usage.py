@@ -174,3 +174,9 @@ def test_a_ctrl_c_is_a_plain_notice_with_exit_130(monkeypatch: pytest.MonkeyPatc
     result = runner.invoke(app, ["runs", "--root", str(tmp_path)])
     assert result.exit_code == errors.INTERRUPTED
     assert result.stderr.splitlines() == ["interrupted after epoch 1; saved runs/x/checkpoints/ckpt-18", "resume with: mnist train --run-dir runs/x --resume"]
+
+
+def test_mnist_data_dir_is_read_by_the_option_the_help_names(tiny_data_dir) -> None:
+    result = runner.invoke(app, ["show", "--json", "--count", "2"], env={"MNIST_DATA_DIR": str(tiny_data_dir)})
+    assert result.exit_code == 0, result.output
+    assert "--data-dir" in runner.invoke(app, ["show", "--help"]).stdout and "MNIST_DATA_DIR" in runner.invoke(app, ["show", "--help"]).stdout
