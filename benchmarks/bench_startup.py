@@ -25,7 +25,8 @@ import _common as common
 
 GOALS = {"help": 1.3, "evaluate": 1.5, "predict": 1.5}  # at most this many times the bare app
 BARE = [sys.executable, str(Path(__file__).resolve().parent / "bare_app.py")]
-MNIST = [sys.executable, "-m", "mnist_cli"]
+# The console script, as people run it (`python -m mnist_cli` adds runpy's search on top).
+MNIST = [str(Path(sys.executable).parent / "mnist")]
 PROBES = {
     "help": (["--help"], ["--help"], 0),
     "evaluate": (["evaluate", "no/such/run"], ["evaluate", "no/such/run"], 7),
@@ -59,6 +60,8 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
+    if not Path(MNIST[0]).exists():
+        sys.exit(f"error: {MNIST[0]} is missing: install the project into this environment (pip install -e .)")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="fresh processes per probe and app (default 15)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -158,8 +158,6 @@ class MnistGroup(LazyGroup):
         **extra: Any,
     ) -> Any:
         """Run the command; usage errors become one error line and one hint line, exit 2."""
-        from mnist_cli.cli.common import print_error
-
         # Typer adds the completion options after the group is made: tidy them here.
         tidy_help(self, self._help_names())
         try:
@@ -169,9 +167,13 @@ class MnistGroup(LazyGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: nothing else to say
                 code = exc.exit_code
             else:
+                from mnist_cli.cli.common import print_error
+
                 print_error(translate(exc))
                 code = errors.USAGE
         except click_errors.ClickException as exc:
+            from mnist_cli.cli.common import print_error
+
             print_error(errors.MnistError(exc.format_message().rstrip("."), "see `mnist --help`"))
             code = exc.exit_code
         except typer.Abort:
