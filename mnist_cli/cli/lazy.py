@@ -9,8 +9,9 @@ the group turns it into a click command the first time it is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import typer
@@ -76,8 +77,17 @@ class LazyGroup(TyperGroup):
 
     def format_help(self, ctx: Context, formatter: Any) -> None:
         # The command list comes from the table: listing must not import every command.
+        with self._from_table():
+            super().format_help(ctx, formatter)
+
+    def shell_complete(self, ctx: Context, incomplete: str) -> list[Any]:
+        with self._from_table():  # completing a command's name needs only the names and their help
+            return super().shell_complete(ctx, incomplete)
+
+    @contextlib.contextmanager
+    def _from_table(self) -> Iterator[None]:
         self._listing += 1
         try:
-            super().format_help(ctx, formatter)
+            yield
         finally:
             self._listing -= 1
