@@ -7,6 +7,7 @@ what its `--help` says.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from mnist_cli.core import config
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.runs.runs import DEFAULT_RUNS_ROOT, RUNS_DIR_ENV
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"
@@ -104,3 +106,23 @@ AugmentOption = Annotated[bool, typer.Option("--augment/--no-augment", help="Ran
 LogEveryOption = Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")]
 CheckpointEveryOption = Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")]
 KeepCheckpointsOption = Annotated[int, typer.Option(help="How many recent checkpoints to keep.")]
+
+
+# Every hyperparameter can be given on the command line; the names come from the config itself.
+_GIVEN = tuple(field.name for field in dataclasses.fields(TrainConfig))
+
+
+def given_hyperparameters(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (or in the environment), as config values."""
+    given = {}
+    for name in _GIVEN:
+        if name in values and _was_given(ctx, name):
+            value = values[name]
+            given[name] = config.parse_hidden(value) if name == "hidden" else getattr(value, "value", value)
+    return given
+
+
+def _was_given(ctx: typer.Context, name: str) -> bool:
+    # Typer bundles its own click; its ParameterSource enum is compared by name.
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

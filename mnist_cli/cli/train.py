@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -178,20 +177,6 @@ def _summary(result: TrainResult) -> Table:
     return table
 
 
-# Every hyperparameter can be given on the command line; the names come from the config itself.
-_GIVEN = tuple(field.name for field in dataclasses.fields(TrainConfig))
-
-
-def given_hyperparameters(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The TrainConfig fields given on the command line (or in the environment), as config values."""
-    given = {}
-    for name in _GIVEN:
-        if name in values and _was_given(ctx, name):
-            value = values[name]
-            given[name] = cfg.parse_hidden(value) if name == "hidden" else getattr(value, "value", value)
-    return given
-
-
 @app.command()
 @common.handles_errors
 def train(
@@ -248,7 +233,7 @@ def train(
     given = {
         **(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}),
         **(cfg.read_config_file(config_file) if config_file else {}),
-        **given_hyperparameters(ctx, locals()),
+        **options.given_hyperparameters(ctx, locals()),
     }
     config = TrainConfig(**given)
 
@@ -280,9 +265,3 @@ def train(
         # Plain lines, outside the table, so they can be pasted as they are.
         for command in next_commands(result):
             common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)
-
-
-def _was_given(ctx: typer.Context, name: str) -> bool:
-    # Typer bundles its own click; its ParameterSource enum is compared by name.
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

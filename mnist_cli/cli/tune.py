@@ -20,7 +20,6 @@ from typer.core import TyperCommand
 
 from mnist_cli.cli import common, options, progress
 from mnist_cli.cli.lazy import command_app
-from mnist_cli.cli.train import given_hyperparameters
 from mnist_cli.core import config as cfg
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import UsageError
@@ -188,7 +187,7 @@ def tune(
 
     --seed also seeds the sampler. Several `mnist tune` with the same --study and --storage share the study and together run exactly --trials trials.
     """
-    given = given_hyperparameters(ctx, locals())
+    given = options.given_hyperparameters(ctx, locals())
     runs_root = run_dirs.runs_root(runs_root)
     space, fixed = _space_and_fixed(given, space_file, model.value)
     from mnist_cli.data.download import ensure_dataset
