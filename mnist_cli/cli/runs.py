@@ -115,15 +115,24 @@ def _figures(run: listing.RunSummary) -> list[str]:
 def _fitting_table(console: Console, summaries: list[listing.RunSummary]) -> Table | None:
     """The table with as many columns as fit the console's width, or None if even the fewest do not."""
     rows = [_cells(run) for run in summaries]
-    columns = _COLUMNS
     # Measured unconstrained: a table measured at the console's width always seems to fit.
     wide = console.options.update_width(100_000)
-    for dropped in range(len(_DROPPED_FIRST) + 1):
-        columns = tuple(name for name in _COLUMNS if name not in _DROPPED_FIRST[:dropped])
-        table = _table(rows, columns)
-        if console.measure(table, options=wide).maximum <= console.width:
-            return table
-    return None
+
+    def fits(dropped: set[str]) -> Table | None:
+        table = _table(rows, tuple(name for name in _COLUMNS if name not in dropped))
+        return table if console.measure(table, options=wide).maximum <= console.width else None
+
+    dropped: set[str] = set()
+    for name in _DROPPED_FIRST:  # drop columns until the table fits ...
+        if fits(dropped):
+            break
+        dropped.add(name)
+    if not fits(dropped):
+        return None
+    for name in reversed(_DROPPED_FIRST):  # ... then take back, most useful first, those that still fit
+        if name in dropped and fits(dropped - {name}):
+            dropped.discard(name)
+    return fits(dropped)
 
 
 def _print_runs(console: Console, summaries: list[listing.RunSummary]) -> None:
