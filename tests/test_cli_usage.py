@@ -91,3 +91,72 @@ def test_flags_refuse_a_value_and_say_so() -> None:
     assert result.exit_code == USAGE
     _, hint = _two_lines(result)
     assert "take no value" in hint
+
+
+def test_the_command_table_is_the_commands_and_their_docstrings() -> None:
+    import importlib
+    import inspect
+
+    from mnist_cli.cli.commands import COMMANDS as TABLE
+
+    assert tuple(TABLE) == COMMANDS
+    for name, entry in TABLE.items():
+        module = importlib.import_module(entry.module)
+        (info,) = module.app.registered_commands
+        assert (info.name or info.callback.__name__.replace("_", "-")) in (name, f"{name}-command"), name
+        first_line = inspect.getdoc(info.callback).splitlines()[0]
+        assert entry.short_help == first_line, name
+
+
+def test_the_top_help_lists_every_command_and_shows_no_bool() -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "100", "TERMINAL_WIDTH": None})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.stdout
+    listed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ") and line.split()[1] in COMMANDS]
+    assert listed == list(COMMANDS)
+
+
+def test_arguments_read_alike_in_every_help() -> None:
+    def help_of(command: str) -> str:
+        return runner.invoke(app, [command, "--help"], env={"COLUMNS": "100", "TERMINAL_WIDTH": None}).stdout
+
+    predict = help_of("predict")
+    assert "IMAGE..." in predict and "{IMAGE}" not in predict and "list[str]" not in predict
+    for command in ("export", "evaluate", "serve"):
+        text = help_of(command)
+        assert "[TARGET]" in text and "<path>" in text and "<str>" not in text.split("Options")[0], command
+
+
+def test_tune_help_says_searched_unless_given_instead_of_train_defaults() -> None:
+    text = " ".join(runner.invoke(app, ["tune", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": None}).stdout.split())
+    for option in ("--optimizer", "--epochs", "--lr", "--batch-size"):
+        after = text.split(f" {option} ", 1)[1].split(" --", 1)[0]
+        assert "[default: searched unless given]" in after, option
+    assert "[default: sgd]" not in text and "[default: 10]" not in text
+    assert "[default: 0.9]" in text  # --momentum is not searched: every trial uses its default
+
+
+def test_a_ctrl_c_is_a_plain_notice_with_exit_130(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from mnist_cli.core import errors
+    from mnist_cli.runs import listing
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(listing, "list_runs", interrupted)
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path)])
+    assert result.exit_code == errors.INTERRUPTED and result.stderr.strip() == "interrupted"
+
+    def saved(*_args: object, **_kwargs: object) -> None:
+        raise errors.Interrupted("interrupted after epoch 1; saved runs/x/checkpoints/ckpt-18", "resume with: mnist train --run-dir runs/x --resume")
+
+    monkeypatch.setattr(listing, "list_runs", saved)
+    result = runner.invoke(app, ["runs", "--root", str(tmp_path)])
+    assert result.exit_code == errors.INTERRUPTED
+    assert result.stderr.splitlines() == ["interrupted after epoch 1; saved runs/x/checkpoints/ckpt-18", "resume with: mnist train --run-dir runs/x --resume"]
+
+
+def test_mnist_data_dir_is_read_by_the_option_the_help_names(tiny_data_dir) -> None:
+    result = runner.invoke(app, ["show", "--json", "--count", "2"], env={"MNIST_DATA_DIR": str(tiny_data_dir)})
+    assert result.exit_code == 0, result.output
+    assert "--data-dir" in runner.invoke(app, ["show", "--help"]).stdout and "MNIST_DATA_DIR" in runner.invoke(app, ["show", "--help"]).stdout

@@ -12,6 +12,7 @@ from mnist_cli.data import (
     TRAIN_IMAGES,
     TRAIN_LABELS,
     dataset_dir,
+    default_data_dir,
     load_split,
     missing_files,
     read_idx_images,
@@ -99,9 +100,9 @@ def test_count_mismatch_between_images_and_labels(tmp_path: Path) -> None:
         load_split(tmp_path, "train")
 
 
-def test_dataset_dir_prefers_argument_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dataset_dir_takes_the_argument_and_leaves_the_environment_to_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "env"))
-    assert dataset_dir(None, "mnist") == tmp_path / "env" / "mnist"
+    assert dataset_dir(None, "mnist") == default_data_dir() / "mnist"
     assert dataset_dir(tmp_path / "arg", "fashion-mnist") == tmp_path / "arg" / "fashion-mnist"
     assert missing_files(tmp_path, "mnist") == [
         "train-images-idx3-ubyte.gz",

@@ -476,7 +476,7 @@ def test_cli_data_dir_that_cannot_be_created_is_a_local_io_error(tiny: Tiny, mir
 def test_terminal_progress_bars_render(tiny: Tiny) -> None:
     from rich.console import Console
 
-    from mnist_cli.cli.download import DownloadReporter
+    from mnist_cli.cli.progress import DownloadReporter
 
     buffer = io.StringIO()
     reporter = DownloadReporter(Console(file=buffer, force_terminal=True, width=100))

@@ -20,7 +20,7 @@ _COMMAND = re.compile(r"\bmnist ([a-z]+)\b")
 # An option named without `mnist X` must be an option of each of them, except in modules
 # listed in _ANY, whose errors each come from one of the commands (checked: some of them).
 _ALL = set(COMMANDS)
-_ANY = ("core/runs.py", "inference/evaluation.py", "inference/loading.py")
+_ANY = ("runs/runs.py", "inference/evaluation.py", "inference/loading.py")
 _REACH = {
     "data/download/": {"download", "train", "evaluate", "show"},
     "data/registry.py": {"download", "train", "evaluate", "show"},
@@ -30,15 +30,17 @@ _REACH = {
     "serving/": {"serve"},
     "tuning/": {"tune"},
     "core/config.py": {"train"},
-    "core/runs.py": {"runs", "train", "evaluate", "predict", "export"},
-    "core/listing.py": {"runs"},
-    "core/checkpoint_state.py": {"train", "evaluate", "predict", "export", "serve"},
+    "runs/runs.py": {"runs", "train", "evaluate", "predict", "export"},
+    "runs/listing.py": {"runs"},
+    "runs/checkpoint_state.py": {"train", "evaluate", "predict", "export", "serve"},
     "core/fileio.py": _ALL,
     "inference/loading.py": {"evaluate", "predict", "export", "serve"},
     "inference/evaluation.py": {"evaluate", "predict"},
     "inference/preprocessing/": {"predict"},
     "inference/export.py": {"export"},
     "cli/common.py": _ALL,
+    "cli/options.py": _ALL,
+    "cli/progress.py": _ALL,
 }
 
 

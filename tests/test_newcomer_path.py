@@ -78,7 +78,7 @@ def test_a_run_carries_its_data_recipe_and_network_to_the_commands_after_it(tmp_
     (entry,) = json.loads(listed.stdout)
     augment = cfg.recipe("fast").get("augment", False)
     assert (entry["recipe"], entry["augment"], entry["params"]) == ("fast", augment, params)
-    table = _invoke(tmp_path, "runs", "--root", str(run.parent))
+    table = _invoke(tmp_path, "runs", "--root", str(run.parent), env={"COLUMNS": "200"})  # wide enough for every column
     assert re.search(rf"first .* fast .* {'yes' if augment else 'no'} +{params:,}", table.stdout), table.stdout
 
     # A second training on the run while one holds it: busy (9), before "already holds a run" (2).

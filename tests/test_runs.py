@@ -219,10 +219,10 @@ def test_json_is_a_list_of_objects_with_the_settings(tmp_path: Path) -> None:
 def test_the_table_shows_settings_and_figures(tmp_path: Path) -> None:
     config = TrainConfig(optimizer="momentum", lr=0.05, batch_size=64, epochs=3)
     make_run(tmp_path, "momentum-run", config=config, val=[0.9, 0.95, 0.96], test_accuracy=0.9512)
-    code, out, _ = invoke("--root", str(tmp_path))
+    code, out, _ = invoke("--root", str(tmp_path), env={"COLUMNS": "200"})
     assert code == 0
     line = next(line for line in out.splitlines() if "momentum-run" in line)
-    # Piped output is one line per run, so each figure can be grepped.
+    # Where the width allows, one line per run holds every setting, so each figure can be grepped.
     expected = ("finished", "mnist", "mlp", "momentum", "0.05", "64", "mse", "constant", "3/3", "96.00%", "95.12%", "2m 03s")
     for text in expected:
         assert text in line
@@ -255,7 +255,7 @@ def test_a_root_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LocalIOError, match="is not a directory"):
         list_runs(tmp_path / "runs")
     result = CliRunner().invoke(app, ["runs"], env={RUNS_DIR_ENV: str(tmp_path / "runs")})
-    assert result.exit_code == USAGE and "error: --root: " in result.output and "is a file" in result.output
+    assert result.exit_code == USAGE and "error: --runs-root: " in result.output and "is a file" in result.output
     assert "Traceback" not in result.output
 
 
@@ -263,3 +263,61 @@ def test_runs_does_not_import_tensorflow() -> None:
     code = "import sys, mnist_cli.cli.runs, mnist_cli.runs.runs; print('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+LONG_NAME = "mnist-cnn-20261129-052541-accurate-recipe-with-a-long-name"
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 200])
+def test_the_table_honours_the_width_and_keeps_run_names_whole(tmp_path: Path, width: int) -> None:
+    make_run(tmp_path, LONG_NAME, config=TrainConfig(model="cnn", optimizer="adam"), val=[0.9, 0.95], test_accuracy=0.95)
+    make_run(tmp_path, "short", val=[0.5], test_accuracy=0.5)
+    code, out, _ = invoke("--root", str(tmp_path), env={"COLUMNS": str(width)})
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    # Each name is on one line, whole, so it can be copied or grepped; the accuracy is still shown.
+    assert any(LONG_NAME in line for line in lines) and any("short" in line for line in lines)
+    assert "95.00%" in out and "finished" in out
+
+
+def test_a_narrow_table_drops_settings_before_figures(tmp_path: Path) -> None:
+    make_run(tmp_path, "run-one", config=TrainConfig(optimizer="momentum", lr=0.05), val=[0.96], test_accuracy=0.9512)
+    _, wide, _ = invoke("--root", str(tmp_path), env={"COLUMNS": "200"})
+    _, narrow, _ = invoke("--root", str(tmp_path), env={"COLUMNS": "60"})
+    assert "momentum" in wide and "schedule" in wide
+    assert "schedule" not in narrow and "95.12%" in narrow and "96.00%" in narrow
+
+
+def test_no_runs_names_the_folder_clearly(tmp_path: Path) -> None:
+    code, out, _ = invoke("--root", str(tmp_path / "runs"))
+    assert code == 0 and f"the runs folder {tmp_path / 'runs'} does not exist yet" in " ".join(out.split())
+    (tmp_path / "runs").mkdir()
+    code, out, _ = invoke("--root", str(tmp_path / "runs"))
+    assert f"the runs folder {tmp_path / 'runs'} holds none yet" in " ".join(out.split())
+
+
+def test_runs_root_and_its_old_name_root_are_one_option(tmp_path: Path) -> None:
+    make_run(tmp_path, "here", val=[0.5])
+    assert "here" in invoke("--runs-root", str(tmp_path))[1] and "here" in invoke("--root", str(tmp_path))[1]
+
+
+def test_record_resumed_config_writes_the_new_epochs_and_keeps_the_start_time(tmp_path: Path) -> None:
+    from mnist_cli.runs.runs import record_resumed_config, run_started
+
+    run_dir = make_run(tmp_path, "resumed", config=TrainConfig(epochs=6), val=[0.5], mtime=time.time() - 3600)
+    started = run_started(run_dir)
+    record_resumed_config(run_dir, TrainConfig(epochs=12))
+    assert TrainConfig.load(run_dir).epochs == 12 and run_started(run_dir) == started
+
+
+def test_resume_with_more_epochs_is_recorded_and_listed(tmp_path: Path, tiny_data_dir: Path) -> None:
+    run_dir = tmp_path / "runs" / "run"
+    train = ["train", "--data-dir", str(tiny_data_dir), "--run-dir", str(run_dir), "--quiet"]
+    assert CliRunner().invoke(app, [*train, "--epochs", "1"]).exit_code == 0
+    result = CliRunner().invoke(app, [*train, "--resume", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / CONFIG_FILE).read_text())["epochs"] == 2
+    (summary,) = list_runs(run_dir.parent)
+    assert (summary.epochs_done, summary.epochs_planned) == (2, 2)
+    assert "2/2" in invoke("--root", str(run_dir.parent), env={"COLUMNS": "200"})[1]

@@ -365,7 +365,7 @@ def test_listening_on_every_interface_prints_a_warning(run: Path) -> None:
 
 
 def test_request_paths_are_printed_with_control_characters_escaped() -> None:
-    from mnist_cli.cli.serve import printable
+    from mnist_cli.cli.serve import clipped as printable
 
     assert printable("/predict\x1b[31m\x07") == "/predict\\x1b[31m\\x07"
     assert len(printable("/" + "a" * 1000)) == 200

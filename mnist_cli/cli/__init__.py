@@ -1,7 +1,8 @@
 """The `mnist` command line: parses options, calls the library, renders results.
 
-TensorFlow is imported only inside the commands that need it, so `--help`,
-`--version` and `download` start in a fraction of a second.
+Commands are loaded lazily (cli/lazy.py, listed in cli/commands.py): `mnist --help` imports
+no command module, and `mnist evaluate no/such/run` imports only cli/evaluate.py, which
+fails on the path before numpy or TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import typer
 from mnist_cli import __version__
 from mnist_cli.cli.usage import MnistGroup
 
+HELP = "Download MNIST, train the classic TensorFlow 2 network on it, evaluate it, and read your own digits."
+
 app = typer.Typer(
     name="mnist",
-    cls=MnistGroup,  # usage errors as one `error:` and one `hint:` line, for every command
-    help="Download MNIST, train the classic TensorFlow 2 network on it, evaluate it, and read your own digits.",
+    cls=MnistGroup,  # lazy commands; usage errors as one `error:` and one `hint:` line, for every command
+    help=HELP,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_show_locals=False,
@@ -30,26 +33,14 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(help=HELP)
 def _root(
     version: Annotated[
         Optional[bool],
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
-    """Download MNIST, train the classic TensorFlow 2 network on it, evaluate it, and read your own digits."""
-
-
-# Each command registers itself on `app`; importing them is cheap (no TensorFlow).
-from mnist_cli.cli import download as _download  # noqa: E402,F401
-from mnist_cli.cli import train as _train  # noqa: E402,F401
-from mnist_cli.cli import evaluate as _evaluate  # noqa: E402,F401
-from mnist_cli.cli import predict as _predict  # noqa: E402,F401
-from mnist_cli.cli import show as _show  # noqa: E402,F401
-from mnist_cli.cli import runs as _runs  # noqa: E402,F401
-from mnist_cli.cli import export as _export  # noqa: E402,F401
-from mnist_cli.cli import serve as _serve  # noqa: E402,F401
-from mnist_cli.cli import tune as _tune  # noqa: E402,F401
+    pass
 
 
 def main() -> None:

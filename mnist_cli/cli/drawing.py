@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 
-from mnist_cli.cli import common
+from mnist_cli.cli.progress import plain_progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,7 +20,7 @@ HALF_BLOCK = "\u2580"  # upper half block: foreground paints the top pixel, back
 
 def draws_in_colour(console: Console) -> bool:
     """Whether to draw half blocks: without colour they are solid blocks, useful only on a colour terminal."""
-    return not common.plain_progress(console) and not console.no_color and console.color_system is not None
+    return not plain_progress(console) and not console.no_color and console.color_system is not None
 
 
 @functools.lru_cache(maxsize=4096)

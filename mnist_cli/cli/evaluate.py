@@ -2,78 +2,64 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.color import Color
 from rich.console import Console
-from rich.style import Style
-from rich.table import Table
-from rich.text import Text
 
-from mnist_cli.runs import runs
-from mnist_cli.cli import app, common
-from mnist_cli.cli.download import DownloadReporter
+from mnist_cli.cli import common, options, progress
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.core.config import EVAL_BATCH
 from mnist_cli.data.registry import EVAL_SPLITS
 
 if TYPE_CHECKING:
+    from rich.style import Style
+    from rich.table import Table
+
     from mnist_cli.inference import evaluation
 
 Split = enum.Enum("Split", {name: name for name in EVAL_SPLITS}, type=str)
 TOP_CONFUSIONS = 5
 
-TargetArgument = Annotated[
-    Optional[Path],
-    typer.Argument(
-        help="A run directory, checkpoint directory, checkpoint prefix (runs/x/checkpoints/ckpt-7) or model.keras "
-        "\\[default: the most recent run].",
-        show_default=False,
-        metavar="TARGET",
-    ),
-]
-RunsRootOption = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--runs-root", help="Where to look for the most recent run \\[default: ./runs].", envvar=runs.RUNS_DIR_ENV, file_okay=False
-    ),
-]
+app = command_app()
 
 
 @app.command()
 @common.handles_errors
 def evaluate(
     ctx: typer.Context,
-    target: TargetArgument = None,
+    target: options.TargetArgument = None,
     dataset: Annotated[
-        Optional[common.Dataset],
+        Optional[options.Dataset],
         typer.Option("--dataset", "-d", help="Which data set \\[default: the one the model was trained on].", show_default=False),
     ] = None,
-    data_dir: common.DataDirOption = None,
+    data_dir: options.DataDirOption = None,
     split: Annotated[Split, typer.Option(help="Which split; train and val are the run's own, as held out in training.")] = Split("test"),
     batch_size: Annotated[int, typer.Option(help="Images per compiled call.", min=1)] = EVAL_BATCH,
     report: Annotated[
         Optional[Path],
         typer.Option(help="Also write confusion_matrix.png, misclassified.png and metrics.json into this folder.", file_okay=False),
     ] = None,
-    runs_root: RunsRootOption = None,
-    json_output: common.JsonOption = False,
-    quiet: common.QuietOption = False,
+    runs_root: options.RunsRootOption = None,
+    json_output: options.JsonOption = False,
+    quiet: options.QuietOption = False,
 ) -> None:
     """Score a trained model on every image of a split: accuracy, loss, per-class scores and the confusion matrix."""
     # numpy and Pillow only: TensorFlow is imported once the target has resolved to a model.
-    from mnist_cli.runs import rundata
-    from mnist_cli.data.download import ensure_dataset
-    from mnist_cli.inference import evaluation, loading
+    from mnist_cli.inference import loading
 
-    loaded = loading.load(target, runs_root=runs_root)
+    loaded = loading.load(target, runs_root=runs_root)  # a wrong target fails before numpy is imported
+    from mnist_cli.data.download import ensure_dataset
+    from mnist_cli.inference import evaluation
+    from mnist_cli.runs import rundata
+
     name = dataset.value if dataset is not None else loaded.config.dataset
     # The data the run was trained on, unless --data-dir says otherwise (MNIST_DATA_DIR is only the usual place).
     run_dir = Path(loaded.source.run_dir) if loaded.source.run_dir else None
-    data_dir, note = rundata.data_dir_for(run_dir, name, data_dir if common.on_command_line(ctx, "data_dir") else None)
+    recorded, note = rundata.data_dir_for(run_dir, name, data_dir if common.on_command_line(ctx, "data_dir") else None)
+    data_dir = recorded or data_dir  # else $MNIST_DATA_DIR (read by Typer into data_dir), else the user cache
     if note and not quiet:
         _say(note)
     if not quiet:
@@ -81,8 +67,7 @@ def evaluate(
             _say(f"model {loaded.source.describe()}")
         if not loaded.config_known and dataset is None:
             _say("no config.json beside the model: assuming --dataset mnist and --loss mse")
-    downloads = None if quiet else DownloadReporter(common.err)
-    with downloads.live() if downloads else contextlib.nullcontext():
+    with progress.downloads(common.err, quiet=quiet) as downloads:
         directory = ensure_dataset(name, data_dir, on_event=downloads)
     images, labels = evaluation.split_arrays(directory, loaded=loaded, dataset=name, split=split.value)
     result = evaluation.evaluate(
@@ -110,6 +95,7 @@ def _progress(event: evaluation.Scoring) -> None:
 
 def render(console: Console, result: Any) -> None:
     """The summary, per-class table, confusion matrix and most frequent confusions."""
+    from rich.table import Table  # here: a wrong target fails without the table code
     metrics = result.metrics
     summary = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     summary.add_column(style="bold")
@@ -132,6 +118,7 @@ def render(console: Console, result: Any) -> None:
 
 
 def _per_class_table(metrics: Any) -> Table:
+    from rich.table import Table
     table = Table(title="per class", title_justify="left")
     table.add_column("class")
     for heading in ("precision", "recall", "F1", "support"):
@@ -148,6 +135,9 @@ def _per_class_table(metrics: Any) -> Table:
 
 
 def _error_style(count: int, largest: int) -> Style:
+    from rich.color import Color
+    from rich.style import Style
+
     # Off-diagonal cells go from a dark to a bright red background as errors grow.
     share = (count / largest) ** 0.5 if largest else 0.0
     red = round(90 + 165 * share)
@@ -155,6 +145,8 @@ def _error_style(count: int, largest: int) -> Style:
 
 
 def _confusion_table(metrics: Any) -> Table:
+    from rich.table import Table
+    from rich.text import Text
     matrix = metrics.confusion_matrix
     classes = len(matrix)
     off = matrix.copy()
@@ -182,6 +174,8 @@ def _confusion_table(metrics: Any) -> Table:
 
 
 def _confusions_table(metrics: Any) -> Table | None:
+    from rich.table import Table
+
     top = metrics.top_confusions[:TOP_CONFUSIONS]
     if not top:
         return None

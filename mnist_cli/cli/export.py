@@ -8,25 +8,23 @@ from typing import Annotated, Optional
 import typer
 from rich.filesize import decimal
 
-from mnist_cli.cli import app, common
+from mnist_cli.cli import common, options
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.runs.layout import EXPORT_FORMATS
-from mnist_cli.runs import runs
 
-Format = common._choices("Format", EXPORT_FORMATS)
+Format = options.choices_enum("Format", EXPORT_FORMATS)
+app = command_app()
 
 
 @app.command()
 @common.handles_errors
 def export(
-    target: Annotated[
-        Optional[str],
-        typer.Argument(help="A run directory, checkpoint directory, checkpoint prefix or model.keras \\[default: the most recent run].", show_default=False),
-    ] = None,
+    target: options.TargetArgument = None,
     export_format: Annotated[Format, typer.Option("--format", help="keras: a .keras file; savedmodel: TF Serving; tflite: mobile.")] = Format("savedmodel"),
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write \\[default: <run>/export/<model.keras|saved_model|model.tflite>].", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing export.")] = False,
-    runs_root: Annotated[Optional[Path], typer.Option(help=f"Where runs live \\[default: ./{runs.DEFAULT_RUNS_ROOT}].", envvar=runs.RUNS_DIR_ENV, show_default=False)] = None,
-    json_output: common.JsonOption = False,
+    runs_root: options.RunsRootOption = None,
+    json_output: options.JsonOption = False,
 ) -> None:
     """Export a trained model; the SavedModel's serving signature takes uint8 [N, 28, 28] images and scales them itself."""
     from mnist_cli.inference import loading

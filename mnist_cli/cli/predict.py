@@ -9,16 +9,16 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from mnist_cli.cli import common, drawing, options
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.core import config, errors
-from mnist_cli.cli import app, common, drawing
-from mnist_cli.cli.evaluate import RunsRootOption
 
-Engine = common._choices("Engine", config.ENGINES)
+Engine = options.choices_enum("Engine", config.ENGINES)
 _BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
+app = command_app()
 
 
 @app.command()
@@ -43,7 +43,7 @@ def predict(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many of the most probable classes to list.", min=1, max=10)] = 3,
     show: Annotated[bool, typer.Option("--show", help="Draw the 28x28 digit the network saw beside its probabilities.")] = False,
-    runs_root: RunsRootOption = None,
+    runs_root: options.RunsRootOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON list, one object per picture, on standard output; nothing else.")
     ] = False,
@@ -58,13 +58,17 @@ def predict(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say which runtime predicts, and why.")] = False,
 ) -> None:
     """Predict the digit in each picture; it is first made to look like an MNIST digit (cropped, scaled, centred)."""
+    from mnist_cli.inference import loading
+
+    # The target is resolved before numpy (or TensorFlow) is imported: a wrong path fails at once.
+    loading.resolve_checked(checkpoint, runs_root=runs_root)
     from mnist_cli.inference import litert, predict  # TensorFlow only where the LiteRT cache cannot serve
 
     def note(message: str) -> None:
         if verbose:
             common.err.print(f"[dim]engine:[/] {common.safe(message)}", soft_wrap=True, highlight=False)
 
-    # The pictures are read, and the target resolved, before TensorFlow could be imported.
+    # The pictures are read before TensorFlow could be imported.
     items = predict.gather_pictures(images, read_stdin=_read_stdin)
     loaded = litert.load(checkpoint, runs_root=runs_root, engine=engine.value, on_note=note)
 
@@ -118,7 +122,9 @@ def _print_table(console: Console, predictions: list[Any], *, top_k: int) -> Non
         console.print(line, soft_wrap=True)
 
 
-def _rows(predictions: list[Any], *, top_k: int) -> Table:
+def _rows(predictions: list[Any], *, top_k: int) -> Any:
+    from rich.table import Table  # here: a wrong target fails without the table code
+
     table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False)
     table.add_column("picture", no_wrap=True)
     table.add_column("prediction")

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import enum
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from mnist_cli.cli import common, options
+from mnist_cli.cli.lazy import command_app
+from mnist_cli.core.config import TrainConfig
 from mnist_cli.runs import listing
 from mnist_cli.runs import runs as run_dirs
-from mnist_cli.cli import app, common
-from mnist_cli.core.config import TrainConfig
 
+app = command_app()
 Sort = enum.Enum("Sort", {name: name for name in listing.SORT_KEYS}, type=str)
 
-RootOption = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--root",
-        help=f"Folder holding the run directories \\[default: ./{run_dirs.DEFAULT_RUNS_ROOT}].",
-        envvar=run_dirs.RUNS_DIR_ENV,
-        file_okay=False,
-        show_default=False,
-    ),
-]
 SortOption = Annotated[
     Sort,
     typer.Option(
@@ -65,13 +56,12 @@ def _epochs(run: listing.RunSummary) -> str:
     return f"{run.epochs_done if run.epochs_done is not None else '?'}/{run.epochs_planned}"
 
 
-def _settings(config: TrainConfig) -> str:
-    recipe = f"recipe {config.recipe}, " if config.recipe else ""
-    augment = ", augment" if config.augment else ""
-    return f"{recipe}{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.loss}, {config.schedule}{augment}"
-
-
 _SETTINGS = ("data", "model", "recipe", "optimizer", "lr", "batch", "loss", "schedule", "augment")
+_FIGURES = ("epochs", "best val", "test", "time")
+_COLUMNS = ("run", "started", "status", *_SETTINGS, "params", *_FIGURES)
+# Where the table is too wide, columns go in this order (never the run's name, status or accuracy).
+_DROPPED_FIRST = ("recipe", "schedule", "augment", "loss", "params", "batch", "lr", "optimizer", "started", "time", "data", "model", "epochs", "best val")
+_RIGHT = frozenset({"lr", "batch", "params", *_FIGURES})
 
 
 def _setting_cells(config: TrainConfig | None) -> list[str]:
@@ -90,31 +80,18 @@ def _setting_cells(config: TrainConfig | None) -> list[str]:
     ]
 
 
-def _wide_table(summaries: list[listing.RunSummary]) -> Table:
-    """One column per setting: for wide terminals, pipes and files."""
+def _cells(run: listing.RunSummary) -> dict[str, str]:
+    values = [common.safe(run.name), _started(run), _status(run), *_setting_cells(run.config), _params(run), *_figures(run)]
+    return dict(zip(_COLUMNS, values))
+
+
+def _table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> Table:
+    """The runs with these columns, one line per run: no cell wraps, so a run's name stays whole to copy."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("run", "started", "status", *_SETTINGS):
-        table.add_column(name, justify="right" if name in ("lr", "batch") else "left", no_wrap=name != "run")
-    for name in ("params", "epochs", "best val", "test", "time"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for run in summaries:
-        table.add_row(common.safe(run.name), _started(run), _status(run), *_setting_cells(run.config), _params(run), *_figures(run))
-    return table
-
-
-def _compact_table(summaries: list[listing.RunSummary]) -> Table:
-    """The settings (data, model, optimizer, lr, batch, loss, schedule) dim under the run's name: fits 80 columns."""
-    # No box: its 3-character column separators would push the table past 80 columns.
-    table = Table(box=None, pad_edge=False, header_style="bold underline")
-    table.add_column("run", overflow="fold", ratio=1, min_width=14)
-    table.add_column("started", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    for name in ("epochs", "best val", "test", "time"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for run in summaries:
-        config = run.config
-        details = f"\n[dim]{config.dataset} {config.model}, {common.safe(_settings(config))}[/]" if config else ""
-        table.add_row(f"{common.safe(run.name)}{details}", _started(run).replace(" ", "\n"), _status(run), *_figures(run))
+    for name in columns:
+        table.add_column(name, justify="right" if name in _RIGHT else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(row[name] for name in columns))
     return table
 
 
@@ -135,42 +112,68 @@ def _figures(run: listing.RunSummary) -> list[str]:
     return [_epochs(run), _percent(run.best_val_accuracy), _percent(run.test_accuracy), _duration(run.seconds)]
 
 
-def _print_table(summaries: list[listing.RunSummary]) -> None:
-    console = common.out
-    if not console.is_terminal:
-        # In a pipe or a file, one line per run reads and greps better than wrapped cells.
-        console = Console(width=1000, highlight=False, no_color=True)
-    wide = _wide_table(summaries)
+def _fitting_table(console: Console, summaries: list[listing.RunSummary]) -> Table | None:
+    """The table with as many columns as fit the console's width, or None if even the fewest do not."""
+    rows = [_cells(run) for run in summaries]
     # Measured unconstrained: a table measured at the console's width always seems to fit.
-    natural = console.measure(wide, options=console.options.update_width(100_000)).maximum
-    console.print(wide if natural <= console.width else _compact_table(summaries))
+    wide = console.options.update_width(100_000)
+
+    def fits(dropped: set[str]) -> Table | None:
+        table = _table(rows, tuple(name for name in _COLUMNS if name not in dropped))
+        return table if console.measure(table, options=wide).maximum <= console.width else None
+
+    dropped: set[str] = set()
+    for name in _DROPPED_FIRST:  # drop columns until the table fits ...
+        if fits(dropped):
+            break
+        dropped.add(name)
+    if not fits(dropped):
+        return None
+    for name in reversed(_DROPPED_FIRST):  # ... then take back, most useful first, those that still fit
+        if name in dropped and fits(dropped - {name}):
+            dropped.discard(name)
+    return fits(dropped)
+
+
+def _print_runs(console: Console, summaries: list[listing.RunSummary]) -> None:
+    """A table as wide as the console (COLUMNS in a pipe); where none fits, a name line and a figures line per run."""
+    table = _fitting_table(console, summaries)
+    if table is not None:
+        console.print(table)
+        return
+    for run in summaries:
+        cells = _cells(run)
+        console.print(cells["run"], highlight=False, soft_wrap=True)  # whole, however long
+        figures = "  ".join(f"{name} {cells[name]}" for name in _FIGURES)
+        console.print(f"  {cells['status']}  {figures}", highlight=False)
 
 
 @app.command("runs")
 @common.handles_errors
 def runs_command(
-    root: RootOption = None,
+    runs_root: options.RunsRootOption = None,
     sort: SortOption = Sort("date"),
-    json_output: common.JsonOption = False,
+    json_output: options.JsonOption = False,
 ) -> None:
     """List the training runs under a folder: status, data set, model, hyperparameters, epochs, accuracy, time.
 
     A run is "running" while a training holds its lock, "interrupted" when it stopped before the end, "pruned" when `mnist tune` stopped it early, "broken" when its files cannot be read (the reason is printed under the table).
     """
-    folder = run_dirs.runs_root(root)
+    folder = run_dirs.runs_root(runs_root)
     summaries = listing.list_runs(folder, sort=sort.value)
     if json_output:
         common.print_json([run.to_dict() for run in summaries])
         return
     if not summaries:
+        where = "holds none yet" if folder.is_dir() else "does not exist yet"
         common.out.print(
-            f"no runs in {common.safe(str(folder))} yet: train one with `mnist train` "
-            f"(or point --root or ${run_dirs.RUNS_DIR_ENV} at the folder that holds them)",
+            f"no runs: the runs folder {common.safe(str(folder))} {where}; train one with `mnist train` "
+            f"(or point --runs-root or ${run_dirs.RUNS_DIR_ENV} at the folder that holds them)",
             highlight=False,
             soft_wrap=True,
         )
         return
-    _print_table(summaries)
+    _print_runs(common.out, summaries)
     for run in summaries:
         if run.status == listing.STATE_BROKEN:
             reason = common.safe(run.reason or "unreadable")

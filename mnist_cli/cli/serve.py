@@ -8,18 +8,19 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from mnist_cli.cli import app, common
-from mnist_cli.cli.evaluate import RunsRootOption, TargetArgument
+from mnist_cli.cli import common, options, progress
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.serving.config import MIB, ServeConfig
 
 _DEFAULT = ServeConfig()
+app = command_app()
 _PATH_SHOWN = 200  # characters of a request path in the log line
 
 
 @app.command()
 @common.handles_errors
 def serve(
-    target: TargetArgument = None,
+    target: options.TargetArgument = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 lets other machines in.")] = _DEFAULT.host,
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = _DEFAULT.port,
     batching: Annotated[
@@ -37,7 +38,7 @@ def serve(
         float, typer.Option(help="Seconds a client has to send its whole body; slower ones are cut off (408).")
     ] = _DEFAULT.body_timeout_s,
     model_name: Annotated[str, typer.Option(help="The model's name in TF Serving's URLs, /v1/models/NAME:predict.")] = _DEFAULT.model_name,
-    runs_root: RunsRootOption = None,
+    runs_root: options.RunsRootOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per request; only the address, warnings and errors.")] = False,
 ) -> None:
     """Serve a trained model: a page to draw digits on, POST /predict, and TensorFlow Serving's REST API."""
@@ -98,15 +99,15 @@ def _announce(loaded: Any, config: ServeConfig, url: str) -> None:
     sys.stdout.flush()
 
 
-def printable(text: str, *, limit: int = _PATH_SHOWN) -> str:
+def clipped(text: str, *, limit: int = _PATH_SHOWN) -> str:
     """`text` with control and other unprintable characters as \\xNN escapes, cut to `limit` characters."""
     shown = "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in text[: limit + 1])
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def _log_request(entry: Any) -> None:
-    line = f"{entry.method} {printable(entry.path)} {entry.status} {entry.milliseconds:.1f} ms"
-    if common.plain_progress(common.err):
+    line = f"{entry.method} {clipped(entry.path)} {entry.status} {entry.milliseconds:.1f} ms"
+    if progress.plain_progress(common.err):
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
     else:

@@ -13,13 +13,13 @@ from typer.core import TyperCommand
 from rich.console import Console
 from rich.text import Text
 
-from mnist_cli.cli import app, common, drawing
+from mnist_cli.cli import common, drawing, options, progress
+from mnist_cli.cli.lazy import command_app
 
 if TYPE_CHECKING:
     import numpy as np
 
     from mnist_cli.data import explore
-from mnist_cli.cli.download import DownloadReporter
 
 Split = enum.Enum("Split", {name: name for name in ("train", "test")}, type=str)
 
@@ -62,7 +62,8 @@ class _ShowCommand(TyperCommand):
         return super().parse_args(ctx, _spread_values(list(args)))
 
 
-_DEFAULT_DATASET = common.Dataset("mnist")
+app = command_app()
+_DEFAULT_DATASET = options.Dataset("mnist")
 _DEFAULT_SPLIT = Split("train")
 
 SplitOption = Annotated[Split, typer.Option("--split", "-s", help="Which split to draw from.")]
@@ -95,7 +96,7 @@ RandomOption = Annotated[
         "--random", "-r", metavar="K", help="Show K random samples (of --class, if given).", show_default=False
     ),
 ]
-SeedOption = Annotated[
+SampleSeedOption = Annotated[
     Optional[int],
     typer.Option(
         "--seed",
@@ -164,16 +165,16 @@ def _describe(selection: explore.Selection) -> str:
 @app.command(cls=_ShowCommand)
 @common.handles_errors
 def show(
-    dataset: common.DatasetOption = _DEFAULT_DATASET,
-    data_dir: common.DataDirOption = None,
+    dataset: options.DatasetOption = _DEFAULT_DATASET,
+    data_dir: options.DataDirOption = None,
     split: SplitOption = _DEFAULT_SPLIT,
     index: IndexOption = None,
     class_: ClassOption = None,
     random: RandomOption = None,
-    seed: SeedOption = None,
+    seed: SampleSeedOption = None,
     count: CountOption = None,
     output: OutputOption = None,
-    json_output: common.JsonOption = False,
+    json_output: options.JsonOption = False,
 ) -> None:
     """Draw samples of a data set in the terminal, each with its index and label.
 
@@ -189,8 +190,7 @@ def show(
 
     directory = data.dataset_dir(data_dir, dataset.value)
     if data.missing_files(directory, dataset.value):
-        reporter = DownloadReporter(common.err)
-        with reporter.live():
+        with progress.downloads(common.err, quiet=False) as reporter:
             directory = ensure_dataset(dataset.value, data_dir, on_event=reporter)
     images, labels = data.load_split(directory, split.value)
     selection = explore.select(

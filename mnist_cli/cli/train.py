@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.table import Table
 
+from mnist_cli.cli import common, options, progress
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.core import config as cfg
 from mnist_cli.core import precision as precision_choice
-from mnist_cli.runs import runs as run_dirs
-from mnist_cli.cli import app, common
-from mnist_cli.cli.download import DownloadReporter
 from mnist_cli.core.config import TrainConfig
+from mnist_cli.runs import runs as run_dirs
 from mnist_cli.training.events import (
     EpochDone,
     EpochStarted,
@@ -31,20 +30,26 @@ from mnist_cli.training.events import (
 )
 
 D = TrainConfig()  # every default comes from the config dataclass
-# "0.01 for sgd and momentum; 0.001 for adam and adamw", from the config's one table of defaults.
-_LR_DEFAULTS = "; ".join(
-    f"{rate:g} for {' and '.join(name for name, value in cfg.DEFAULT_LR.items() if value == rate)}"
-    for rate in dict.fromkeys(cfg.DEFAULT_LR.values())
-)
+app = command_app()
 
 
-class _TrainReporter(common.Reporter):
+def eta(steps_left: int, batch_size: int, samples_per_second: float) -> str:
+    """The time left in an epoch, as h:mm:ss, from the last chunk's speed; -:--:-- before there is one."""
+    if samples_per_second <= 0:
+        return "-:--:--"
+    minutes, seconds = divmod(round(steps_left * batch_size / samples_per_second), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class _TrainReporter(progress.Reporter):
     """Live Rich bars per epoch on a terminal; the walk-through's plain log lines elsewhere."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.task: TaskID | None = None
         self.log_every = D.log_every
+        self.batch_size = D.batch_size
 
     def columns(self) -> tuple[Any, ...]:
         """A bar per epoch: steps done, the chunk's loss, accuracy and speed, time left."""
@@ -53,7 +58,8 @@ class _TrainReporter(common.Reporter):
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}  acc {task.fields[accuracy]}  {task.fields[speed]} img/s"),
-            TimeRemainingColumn(),
+            # Rich's own estimate needs two updates within its window; an epoch may have only one chunk.
+            TextColumn("[progress.remaining]{task.fields[eta]}"),
         )
 
     def say(self, text: str) -> None:
@@ -71,6 +77,7 @@ class _TrainReporter(common.Reporter):
             (self.progress.console if self.progress else self.console).print(network_table(event))
         elif isinstance(event, TrainStarted):
             self.log_every = event.config.log_every
+            self.batch_size = event.config.batch_size
             what = f"resuming {common.safe(str(event.run_dir))} from {common.safe(event.resumed_from)}" if event.resumed_from else f"run {common.safe(str(event.run_dir))}"
             if event.replicas > 1:
                 what += f" ({event.strategy}, {event.replicas} replicas)"
@@ -79,7 +86,7 @@ class _TrainReporter(common.Reporter):
                 f"{event.val_count:,} val / {event.test_count:,} test images, {event.steps_per_epoch:,} steps per epoch"
             )
         elif isinstance(event, EpochStarted) and self.progress is not None:
-            fields = {"epoch": f"{event.epoch}/{event.epochs}", "loss": "-", "accuracy": "-", "speed": "-"}
+            fields = {"epoch": f"{event.epoch}/{event.epochs}", "loss": "-", "accuracy": "-", "speed": "-", "eta": eta(0, 0, 0)}
             self.task = self.progress.add_task("train", total=event.steps, completed=event.step, **fields)
         elif isinstance(event, StepsDone):
             self._steps(event)
@@ -95,6 +102,7 @@ class _TrainReporter(common.Reporter):
             "loss": f"{event.loss:.4f}",
             "accuracy": f"{event.accuracy:.2%}",
             "speed": f"{event.samples_per_second:,.0f}",
+            "eta": eta(event.steps - event.step, self.batch_size, event.samples_per_second),
         }
         if self.progress is not None:
             if self.task is None:
@@ -111,26 +119,26 @@ class _TrainReporter(common.Reporter):
         if self.progress is not None and self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
-        val = (
-            f"  val loss {event.val_loss:.4f} acc {event.val_accuracy:.2%}" if event.val_accuracy is not None else ""
-        )
-        best = "  [green]best[/]" if event.best and not self.plain else ("  best" if event.best else "")
-        self.say(
-            f"epoch {event.epoch}/{event.epochs}  train loss {event.train_loss:.4f} acc {event.train_accuracy:.2%}"
-            f"{val}  lr {event.learning_rate:.3g}  {event.samples_per_second:,.0f} img/s  {event.seconds:.1f} s{best}"
-        )
+        figures, timing = epoch_groups(event)
+        if event.best:
+            timing.append("[green]best[/]" if not self.plain else "best")
+        console = self.progress.console if self.progress else self.console
+        # "best" is one word whether marked up or not.
+        width = len("  ".join([*figures, *timing]).replace("[green]best[/]", "best"))
+        if self.plain or width <= console.width:
+            self.say("  ".join([*figures, *timing]))
+        else:  # folded cleanly: the figures on one line, speed, time and "best" on the next
+            self.say("  ".join(figures))
+            self.say("  " + "  ".join(timing))
 
 
-def precision_line(notice: precision_choice.PrecisionNotNative) -> str:
-    """One line on a mixed precision this machine would only emulate (several times slower than float32)."""
-    start = f"this machine has no {notice.lacking}"
-    slower = "about 8x slower" if notice.requested == "mixed-bf16" else "several times slower"  # bf16: issue 22, on AVX2
-    if notice.downgraded:
-        return (
-            f"note: {start}, so --recipe {notice.recipe} trains in {notice.used} instead of {notice.requested} "
-            f"(emulated, {slower}); --precision {notice.requested} keeps it"
-        )
-    return f"warning: {start}: {notice.requested} is emulated here, {slower} than --precision float32"
+def epoch_groups(event: EpochDone) -> tuple[list[str], list[str]]:
+    """An epoch line's parts: (epoch, train and validation figures, rate), (speed, time)."""
+    figures = [f"epoch {event.epoch}/{event.epochs}", f"train loss {event.train_loss:.4f} acc {event.train_accuracy:.2%}"]
+    if event.val_accuracy is not None:
+        figures.append(f"val loss {event.val_loss:.4f} acc {event.val_accuracy:.2%}")
+    figures.append(f"lr {event.learning_rate:.3g}")
+    return figures, [f"{event.samples_per_second:,.0f} img/s", f"{event.seconds:.1f} s"]
 
 
 def network_table(event: NetworkBuilt) -> Table:
@@ -170,70 +178,34 @@ def _summary(result: TrainResult) -> Table:
     return table
 
 
-# One definition of each hyperparameter option: `mnist tune` takes the same ones to fix a hyperparameter.
-EpochsOption = Annotated[int, typer.Option(help="Passes over the training split.", min=1, envvar="MNIST_EPOCHS")]
-LrOption = Annotated[
-    Optional[float],
-    typer.Option("--lr", envvar="MNIST_LR", help=f"Peak learning rate \\[default: {_LR_DEFAULTS}].", show_default=False),
-]
-BatchSizeOption = Annotated[int, typer.Option(help="Images per step.", min=1, envvar="MNIST_BATCH_SIZE")]
-ModelOption = Annotated[common.Model, typer.Option(envvar="MNIST_MODEL", help="Network: the walk-through's MLP or a small convnet.")]
-HiddenOption = Annotated[str, typer.Option(help="MLP hidden layer sizes, comma-separated.")]
-LossOption = Annotated[common.Loss, typer.Option(help="mse: the walk-through's squared error on logits; xent: cross-entropy.")]
-OptimizerOption = Annotated[common.Optimizer, typer.Option(help="Plain SGD, SGD with Nesterov momentum, Adam or AdamW.")]
-ScheduleOption = Annotated[common.Schedule, typer.Option(help="Learning-rate schedule.")]
-MomentumOption = Annotated[float, typer.Option(help="Momentum for --optimizer momentum.")]
-WeightDecayOption = Annotated[float, typer.Option(help="Decoupled weight decay for --optimizer adamw.")]
-ValSplitOption = Annotated[float, typer.Option(help="Share of the training split held out for validation (0 for none).")]
-SeedOption = Annotated[int, typer.Option(envvar="MNIST_SEED", help="Seed for weights, shuffling, validation split and augmentation.")]
-PrecisionOption = Annotated[common.Precision, typer.Option(envvar="MNIST_PRECISION", help="Compute precision; mixed-bf16 speeds the convnet up on CPUs with AVX512-BF16 or AMX (the small MLP is faster in float32), mixed-fp16 is for GPUs.")]
-AugmentOption = Annotated[bool, typer.Option("--augment/--no-augment", help="Random shifts, rotations and zooms (and flips for fashion-mnist).")]
-LogEveryOption = Annotated[int, typer.Option(help="Steps between log lines (and compiled calls).")]
-CheckpointEveryOption = Annotated[int, typer.Option(help="Also checkpoint every N steps (0: once per epoch).")]
-KeepCheckpointsOption = Annotated[int, typer.Option(help="How many recent checkpoints to keep.")]
-
-# Every hyperparameter can be given on the command line; the names come from the config itself.
-_GIVEN = tuple(field.name for field in dataclasses.fields(TrainConfig))
-
-
-def given_hyperparameters(ctx: typer.Context, options: dict[str, Any]) -> dict[str, Any]:
-    """The TrainConfig fields given on the command line (or in the environment), as config values."""
-    given = {}
-    for name in _GIVEN:
-        if name in options and _was_given(ctx, name):
-            value = options[name]
-            given[name] = cfg.parse_hidden(value) if name == "hidden" else getattr(value, "value", value)
-    return given
-
-
 @app.command()
 @common.handles_errors
 def train(
     ctx: typer.Context,
-    dataset: common.DatasetOption = common.Dataset(D.dataset),
-    data_dir: common.DataDirOption = None,
-    epochs: EpochsOption = D.epochs,
-    lr: LrOption = None,
-    batch_size: BatchSizeOption = D.batch_size,
-    model: ModelOption = common.Model(D.model),
-    hidden: HiddenOption = cfg.format_hidden(D.hidden),
-    loss: LossOption = common.Loss(D.loss),
-    optimizer: OptimizerOption = common.Optimizer(D.optimizer),
-    schedule: ScheduleOption = common.Schedule(D.schedule),
-    momentum: MomentumOption = D.momentum,
-    weight_decay: WeightDecayOption = D.weight_decay,
-    val_split: ValSplitOption = D.val_split,
-    seed: SeedOption = D.seed,
-    precision: PrecisionOption = common.Precision(D.precision),
-    augment: AugmentOption = D.augment,
-    log_every: LogEveryOption = D.log_every,
-    checkpoint_every: CheckpointEveryOption = D.checkpoint_every,
-    keep_checkpoints: KeepCheckpointsOption = D.keep_checkpoints,
+    dataset: options.DatasetOption = options.Dataset(D.dataset),
+    data_dir: options.DataDirOption = None,
+    epochs: options.EpochsOption = D.epochs,
+    lr: options.LrOption = None,
+    batch_size: options.BatchSizeOption = D.batch_size,
+    model: options.ModelOption = options.Model(D.model),
+    hidden: options.HiddenOption = cfg.format_hidden(D.hidden),
+    loss: options.LossOption = options.Loss(D.loss),
+    optimizer: options.OptimizerOption = options.Optimizer(D.optimizer),
+    schedule: options.ScheduleOption = options.Schedule(D.schedule),
+    momentum: options.MomentumOption = D.momentum,
+    weight_decay: options.WeightDecayOption = D.weight_decay,
+    val_split: options.ValSplitOption = D.val_split,
+    seed: options.SeedOption = D.seed,
+    precision: options.PrecisionOption = options.Precision(D.precision),
+    augment: options.AugmentOption = D.augment,
+    log_every: options.LogEveryOption = D.log_every,
+    checkpoint_every: options.CheckpointEveryOption = D.checkpoint_every,
+    keep_checkpoints: options.KeepCheckpointsOption = D.keep_checkpoints,
     run_dir: Annotated[Optional[Path], typer.Option(help="This run's directory \\[default: a new runs/<dataset>-<model>-<time>].", file_okay=False)] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where new runs are made.", envvar=run_dirs.RUNS_DIR_ENV, file_okay=False)] = Path(run_dirs.DEFAULT_RUNS_ROOT),
+    runs_root: options.RunsRootOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run-dir (default: the most recent run) from its last checkpoint.")] = False,
     recipe: Annotated[
-        Optional[common.Recipe],
+        Optional[options.Recipe],
         typer.Option(help="Start from a named recipe (see the README); options given here override it.", show_default=False),
     ] = None,
     config_file: Annotated[
@@ -247,40 +219,40 @@ def train(
         ),
     ] = None,
     strategy: Annotated[
-        common.Strategy,
+        options.Strategy,
         typer.Option(help="tf.distribute strategy: auto, one device, mirrored over local devices, or multi-worker from TF_CONFIG."),
-    ] = common.Strategy("auto"),
+    ] = options.Strategy("auto"),
     devices: Annotated[
         Optional[str],
         typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) \\[default: all local GPUs].", show_default=False),
     ] = None,
-    json_output: common.JsonOption = False,
-    quiet: common.QuietOption = False,
+    json_output: options.JsonOption = False,
+    quiet: options.QuietOption = False,
 ) -> None:
     """Train a network on MNIST with a compiled GradientTape loop; defaults are the walk-through's recipe."""
     # Precedence: defaults < --recipe < --config file < options given (or set in the environment).
-    chosen = {**(cfg.read_config_file(config_file) if config_file else {}), **given_hyperparameters(ctx, locals())}
+    chosen = {**(cfg.read_config_file(config_file) if config_file else {}), **options.given_hyperparameters(ctx, locals())}
     given = {**(cfg.recipe(recipe.value) | {"recipe": recipe.value} if recipe else {}), **chosen}
     # A recipe's mixed precision becomes float32 where this machine would only emulate it.
     given, notice = precision_choice.choose(given, explicit="precision" in chosen)
     if notice is not None and not quiet:
-        common.err.print(precision_line(notice), highlight=False, soft_wrap=True)
+        progress.say_precision(common.err, notice)
     config = TrainConfig(**given)
 
     from mnist_cli.data.idx import load_splits
     from mnist_cli.data.download import ensure_dataset
 
-    run_path, config = run_dirs.resolve_run(config, run_dir=run_dir, resume=resume, root=runs_root, overrides=given)
+    run_path, config = run_dirs.resolve_run(config, run_dir=run_dir, resume=resume, root=run_dirs.runs_root(runs_root), overrides=given)
     if resume:
         # A resumed run reads the data it was trained on, unless --data-dir says otherwise.
         from mnist_cli.runs import rundata
 
-        data_dir, note = rundata.data_dir_for(run_path, config.dataset, data_dir if common.on_command_line(ctx, "data_dir") else None)
+        recorded, note = rundata.data_dir_for(run_path, config.dataset, data_dir if common.on_command_line(ctx, "data_dir") else None)
+        data_dir = recorded or data_dir  # else $MNIST_DATA_DIR (read by Typer into data_dir), else the user cache
         if note and not quiet:
             common.err.print(common.safe(note), highlight=False, soft_wrap=True)
     reporter = None if quiet else _TrainReporter(common.err)
-    downloads = None if quiet else DownloadReporter(common.err)
-    with downloads.live() if downloads else contextlib.nullcontext():
+    with progress.downloads(common.err, quiet=quiet) as downloads:
         directory = ensure_dataset(config.dataset, data_dir, on_event=downloads)
     splits = load_splits(directory, dataset=config.dataset, val_split=config.val_split, seed=config.seed)
     # TensorFlow (2-3 s) only once the run and its data are in place: a wrong path fails at once.
@@ -295,9 +267,3 @@ def train(
         # Plain lines, outside the table, so they can be pasted as they are.
         for command in next_commands(result):
             common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)
-
-
-def _was_given(ctx: typer.Context, name: str) -> bool:
-    # Typer bundles its own click; its ParameterSource enum is compared by name.
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +16,34 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from mnist_cli.cli import app, common
-from mnist_cli.cli import train as train_cli
-from mnist_cli.cli.download import DownloadReporter
+from typer.core import TyperCommand
+
+from mnist_cli.cli import common, options, progress
+from mnist_cli.cli.lazy import command_app
 from mnist_cli.core import config as cfg
 from mnist_cli.core import precision as precision_choice
-from mnist_cli.runs import runs as run_dirs
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.core.errors import UsageError
+from mnist_cli.runs import runs as run_dirs
+from mnist_cli.tuning.space import DEFAULT_SPACES
 
 D = TrainConfig()
+app = command_app()
+SEARCHED = "searched unless given"
+_STATED_DEFAULT = re.compile(r"\s*\\?\[default: [^\]]*\]")
+# Fields some built-in space searches: their train default is not what a trial uses.
+_SEARCHED_FIELDS = frozenset(name for space in DEFAULT_SPACES.values() for name in space)
+
+
+class _TuneCommand(TyperCommand):
+    """`mnist tune`: its help says "searched unless given" where train's default would mislead."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.name in _SEARCHED_FIELDS:
+                param.show_default = False
+                param.help = f"{_STATED_DEFAULT.sub('', param.help or '')} \\[default: {SEARCHED}]"
 _STATE_STYLE = {"complete": "green", "running": "cyan", "pruned": "magenta", "fail": "red", "waiting": "dim"}
 
 
@@ -51,7 +71,7 @@ class _TuneReporter:
 
     def __init__(self, console: Any, *, study: str, trials: int) -> None:
         self.console = console
-        self.plain = common.plain_progress(console)
+        self.plain = progress.plain_progress(console)
         self.study = study
         self.trials = trials
         self.live: Live | None = None
@@ -115,7 +135,7 @@ def _summary(result: Any) -> Group:
         table.add_row("parameters", escape(" ".join(_format_param(k, v) for k, v in sorted(result.best_params.items()))))
         table.add_row("validation", f"accuracy {_percent(result.best_val_accuracy)}")
         table.add_row("test", f"[bold]accuracy {_percent(result.best_test_accuracy)}[/]  (the best trial only; trials were chosen on validation)")
-        table.add_row("best config", f"{escape(result.best_config_file or '-')}   ·   mnist train --config {escape(result.best_config_file or '')}")
+        table.add_row("best config", escape(result.best_config_file or "-"))
     parts: list[Any] = [table]
     if result.importances:
         importances = Table(title=f"parameter importances ({result.importance_method})", title_justify="left")
@@ -127,13 +147,13 @@ def _summary(result: Any) -> Group:
     return Group(*parts)
 
 
-@app.command()
+@app.command(cls=_TuneCommand)
 @common.handles_errors
 def tune(
     ctx: typer.Context,
-    model: train_cli.ModelOption = common.Model(D.model),
-    dataset: common.DatasetOption = common.Dataset(D.dataset),
-    data_dir: common.DataDirOption = None,
+    model: options.ModelOption = options.Model(D.model),
+    dataset: options.DatasetOption = options.Dataset(D.dataset),
+    data_dir: options.DataDirOption = None,
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold in all (over every worker and machine).", min=1)] = 20,
     timeout: Annotated[Optional[float], typer.Option(help="Start no new trial after this many seconds.", show_default=False)] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials at once on this machine, each in its own process with its share of the cores.", min=1)] = 1,
@@ -143,52 +163,42 @@ def tune(
         typer.Option(help="Optuna storage URL, e.g. postgresql://user:pass@host/db \\[default: sqlite:///<runs-root>/<study>.db].", envvar="MNIST_TUNE_STORAGE", show_default=False),
     ] = None,
     space_file: Annotated[Optional[Path], typer.Option("--space", help="Search space as a TOML file (see the README) \\[default: the model's built-in space].", dir_okay=False, show_default=False)] = None,
-    runs_root: Annotated[Path, typer.Option(help="Where the study's folder of trial runs is made.", envvar=run_dirs.RUNS_DIR_ENV, file_okay=False)] = Path(run_dirs.DEFAULT_RUNS_ROOT),
+    runs_root: options.RunsRootOption = None,
     # Any `mnist train` hyperparameter fixes that field for every trial (and takes it out of the space).
-    epochs: train_cli.EpochsOption = D.epochs,
-    lr: train_cli.LrOption = None,
-    batch_size: train_cli.BatchSizeOption = D.batch_size,
-    hidden: train_cli.HiddenOption = cfg.format_hidden(D.hidden),
-    loss: train_cli.LossOption = common.Loss(D.loss),
-    optimizer: train_cli.OptimizerOption = common.Optimizer(D.optimizer),
-    schedule: train_cli.ScheduleOption = common.Schedule(D.schedule),
-    momentum: train_cli.MomentumOption = D.momentum,
-    weight_decay: train_cli.WeightDecayOption = D.weight_decay,
-    val_split: train_cli.ValSplitOption = D.val_split,
-    seed: train_cli.SeedOption = D.seed,
-    precision: train_cli.PrecisionOption = common.Precision(D.precision),
-    augment: train_cli.AugmentOption = D.augment,
-    log_every: train_cli.LogEveryOption = D.log_every,
-    checkpoint_every: train_cli.CheckpointEveryOption = D.checkpoint_every,
-    keep_checkpoints: train_cli.KeepCheckpointsOption = D.keep_checkpoints,
-    json_output: common.JsonOption = False,
-    quiet: common.QuietOption = False,
+    epochs: options.EpochsOption = D.epochs,
+    lr: options.LrOption = None,
+    batch_size: options.BatchSizeOption = D.batch_size,
+    hidden: options.HiddenOption = cfg.format_hidden(D.hidden),
+    loss: options.LossOption = options.Loss(D.loss),
+    optimizer: options.OptimizerOption = options.Optimizer(D.optimizer),
+    schedule: options.ScheduleOption = options.Schedule(D.schedule),
+    momentum: options.MomentumOption = D.momentum,
+    weight_decay: options.WeightDecayOption = D.weight_decay,
+    val_split: options.ValSplitOption = D.val_split,
+    seed: options.SeedOption = D.seed,
+    precision: options.PrecisionOption = options.Precision(D.precision),
+    augment: options.AugmentOption = D.augment,
+    log_every: options.LogEveryOption = D.log_every,
+    checkpoint_every: options.CheckpointEveryOption = D.checkpoint_every,
+    keep_checkpoints: options.KeepCheckpointsOption = D.keep_checkpoints,
+    json_output: options.JsonOption = False,
+    quiet: options.QuietOption = False,
 ) -> None:
     """Search hyperparameters with Optuna: each trial is an ordinary run under runs/<study>/, chosen on validation accuracy.
 
     --seed also seeds the sampler. Several `mnist tune` with the same --study and --storage share the study and together run exactly --trials trials.
     """
-    from mnist_cli.tuning import space as spaces
-
-    given = train_cli.given_hyperparameters(ctx, locals())
+    given = options.given_hyperparameters(ctx, locals())
     _, notice = precision_choice.choose(given, explicit=True)  # a --precision given is kept, and said to be slow here
     if notice is not None and not quiet:
-        common.err.print(train_cli.precision_line(notice), highlight=False, soft_wrap=True)
-    space = spaces.read_space(space_file) if space_file else spaces.default_space(model.value)
-    fixed_names = set(given) - {"dataset", "model"}
-    fixed = TrainConfig(**given).to_dict()
-    # The study is defined by what is fixed: the data set, the model, the seed and the options given.
-    fixed = {name: value for name, value in fixed.items() if name in given or name in ("dataset", "model", "seed")}
-    space = space.without(fixed_names)
-    if not space.params:
-        raise UsageError("every parameter of the search space is fixed by an option", "leave at least one to search")
-
+        progress.say_precision(common.err, notice)
+    runs_root = run_dirs.runs_root(runs_root)
+    space, fixed = _space_and_fixed(given, space_file, model.value)
     from mnist_cli.data.download import ensure_dataset
     from mnist_cli.tuning import pool, results, storage as stores, study as studies
 
     name = study or f"{dataset.value}-{model.value}"
-    downloads = None if quiet else DownloadReporter(common.err)
-    with downloads.live() if downloads else contextlib.nullcontext():
+    with progress.downloads(common.err, quiet=quiet) as downloads:
         directory = ensure_dataset(dataset.value, data_dir, on_event=downloads)
     settings = studies.TuneSettings(
         study=name,
@@ -225,4 +235,26 @@ def tune(
     if json_output:
         common.print_json(result.to_dict())
     else:
-        common.out.print(_summary(result))
+        _print_result(result)
+
+
+def _space_and_fixed(given: dict[str, Any], space_file: Path | None, model: str) -> tuple[Any, dict[str, Any]]:
+    """The search space less the fields given, and the fixed values that define the study."""
+    from mnist_cli.tuning import space as spaces
+
+    space = spaces.read_space(space_file) if space_file else spaces.default_space(model)
+    fixed = TrainConfig(**given).to_dict()
+    # The study is defined by what is fixed: the data set, the model, the seed and the options given.
+    fixed = {name: value for name, value in fixed.items() if name in given or name in ("dataset", "model", "seed")}
+    space = space.without(set(given) - {"dataset", "model"})
+    if not space.params:
+        raise UsageError("every parameter of the search space is fixed by an option", "leave at least one to search")
+    return space, fixed
+
+
+def _print_result(result: Any) -> None:
+    common.out.print(_summary(result))
+    if result.best_config_file:
+        # Outside the table, on one line, so it can be pasted as it is.
+        command = f"mnist train --config {shlex.quote(result.best_config_file)}"
+        common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)

@@ -18,8 +18,10 @@ from typing import Any
 
 import typer
 from typer._click import exceptions as click_errors  # Typer bundles its own click
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperOption
 
+from mnist_cli.cli.commands import COMMANDS
+from mnist_cli.cli.lazy import LazyGroup
 from mnist_cli.core import errors
 
 _CHOICE = re.compile(r"^(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") is not one of ")
@@ -111,6 +113,8 @@ def tidy_help(command: Any, help_names: Sequence[str]) -> None:
     # Click makes (and caches) the help option on first use; make it now so it is tidied too.
     help_option = command.get_help_option(Context(command, help_option_names=list(help_names)))
     for param in [*getattr(command, "params", ()), *([help_option] if help_option is not None else [])]:
+        if isinstance(param, TyperArgument):
+            _tidy_argument(param)
         if not isinstance(param, TyperOption):
             continue
         if param.is_flag and param.metavar is None:
@@ -122,15 +126,28 @@ def tidy_help(command: Any, help_names: Sequence[str]) -> None:
             param.help = f"{(param.help or '').rstrip()} One of: {listing}."
 
 
-class MnistGroup(TyperGroup):
-    """The `mnist` group: renders usage errors as `error:` and `hint:` lines, and tidies help."""
+def _tidy_argument(param: TyperArgument) -> None:
+    # Typer writes a required list argument as `{IMAGE}...` with type `<list[str]>`; the
+    # tool writes it as click does, `IMAGE...`, and its help says what each one may be.
+    if param.nargs == 1:
+        return
+    shown = f"{param.display_name_raw}..." if param.required else f"[{param.display_name_raw}]..."
+    param._usage_display_name = lambda: shown  # type: ignore[method-assign]
+    param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        help_names = (self.context_settings or {}).get("help_option_names", ["--help"])
-        tidy_help(self, help_names)
-        for command in self.commands.values():
-            tidy_help(command, help_names)
+
+class MnistGroup(LazyGroup):
+    """The `mnist` group: loads commands lazily, renders usage errors as `error:` and `hint:` lines, tidies help."""
+
+    lazy_commands = COMMANDS
+
+    def _help_names(self) -> list[str]:
+        return list((self.context_settings or {}).get("help_option_names", ["--help"]))
+
+    def prepare(self, command: Any) -> Any:
+        """Tidy a command's help once it is loaded."""
+        tidy_help(command, self._help_names())
+        return command
 
     def main(  # type: ignore[override]
         self,
@@ -141,8 +158,8 @@ class MnistGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         """Run the command; usage errors become one error line and one hint line, exit 2."""
-        from mnist_cli.cli.common import print_error
-
+        # Typer adds the completion options after the group is made: tidy them here.
+        tidy_help(self, self._help_names())
         try:
             result = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) and not isinstance(result, bool) else 0
@@ -150,15 +167,19 @@ class MnistGroup(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed: nothing else to say
                 code = exc.exit_code
             else:
+                from mnist_cli.cli.common import print_error
+
                 print_error(translate(exc))
                 code = errors.USAGE
         except click_errors.ClickException as exc:
+            from mnist_cli.cli.common import print_error
+
             print_error(errors.MnistError(exc.format_message().rstrip("."), "see `mnist --help`"))
             code = exc.exit_code
         except typer.Abort:
-            from mnist_cli.cli.common import err
+            from mnist_cli.cli.common import print_interrupted
 
-            err.print("interrupted")
+            print_interrupted(errors.Interrupted("interrupted"))
             code = errors.INTERRUPTED
         if not standalone_mode:
             return code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +135,8 @@ def default_data_dir() -> Path:
 
 
 def dataset_dir(data_dir: Path | None, dataset: str) -> Path:
-    """The folder holding one data set's four files."""
-    return Path(data_dir or os.environ.get("MNIST_DATA_DIR") or default_data_dir()) / dataset
+    """The folder holding one data set's four files: under `data_dir`, else the user cache (the CLI reads $MNIST_DATA_DIR)."""
+    return Path(data_dir or default_data_dir()) / dataset
 
 
 def missing_files(directory: Path, dataset: str) -> list[str]:

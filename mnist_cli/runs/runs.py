@@ -273,8 +273,22 @@ def run_subdir(run_dir: Path, name: str) -> Path:
 
 
 def runs_root(root: Path | None = None) -> Path:
-    """The folder holding run directories: `root`, else $MNIST_RUNS_DIR, else ./runs."""
-    return Path(root or os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_ROOT)
+    """The folder holding run directories: `root`, else ./runs (the CLI reads $MNIST_RUNS_DIR into `root`)."""
+    return Path(root or DEFAULT_RUNS_ROOT)
+
+
+def record_resumed_config(run_dir: Path, config: TrainConfig) -> None:
+    """Rewrite a resumed run's config.json where the resume changed it (only --epochs can), keeping its start time."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        if TrainConfig.load(run_dir) == config:
+            return
+        times = path.stat()
+    except (OSError, ModelError):
+        times = None
+    config.save(run_dir)
+    if times is not None:  # config.json's time is the run's start until result.json says it
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 class BrokenRunFile(Exception):

@@ -189,6 +189,8 @@ class _Loop:
         self.history = runs.load_history(self.restore_dir)[: self._epochs_done()] if resumed_from else []
         if resumed_from is None:
             config.save(self.run_dir)
+        else:  # `--resume --epochs N` changes the plan: config.json says so
+            runs.record_resumed_config(self.run_dir, config)
         if self.data_directory is not None:  # the latest data used, so a resume with --data-dir updates it
             rundata.record(self.run_dir, dataset=config.dataset, directory=self.data_directory)
         self.train_chunk = steps.make_train_chunk(self.model, self.optimizer, config, self.placement.strategy)
