@@ -18,6 +18,8 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # TF Serving's gRPC API (PredictionService, ModelService) on this port; None: off. TF Serving uses 8500.
+    grpc_port: int | None = None
     # Dynamic batching, as TF Serving does it: requests that arrive within `batch_wait_ms`
     # of the oldest waiting one share one model call of at most `max_batch_size` images.
     batching: bool = True

@@ -1,0 +1,16 @@
+"""The serving signature's outputs computed from the model's logits, for every protocol that answers tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_cli.model.signature import CLASSES, LOGITS, OUTPUT_DTYPES, PROBABILITIES
+
+
+def signature_outputs(logits: np.ndarray) -> dict[str, np.ndarray]:
+    """`logits`, softmax `probabilities` and argmax `classes`, in the dtypes the exported signature has."""
+    logits = np.asarray(logits, dtype=OUTPUT_DTYPES[LOGITS])
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(OUTPUT_DTYPES[PROBABILITIES])  # as tf.nn.softmax gives
+    classes = logits.argmax(axis=1).astype(OUTPUT_DTYPES[CLASSES])
+    return {LOGITS: logits, PROBABILITIES: probabilities, CLASSES: classes}

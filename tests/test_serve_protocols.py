@@ -1,0 +1,315 @@
+"""`mnist serve` for clients nobody here wrote: TF Serving's gRPC stub, Triton's `tritonclient.http`, KServe's routes.
+
+One real server process on loopback (`--grpc-port`), a model trained on real MNIST, and the
+official clients, unmodified: each reads at least 95% of 200 test digits and agrees with the
+REST API's classes; the errors come with the codes TF Serving and Triton use.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mnist_cli.cli import app
+from mnist_cli.core.errors import ADDRESS
+from mnist_cli.data.idx import load_split
+from serving import REPO, ServerProcess, free_port
+
+grpc = pytest.importorskip("grpc")
+tritonhttp = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+COUNT = 200  # test digits each client reads
+FLOOR = 0.95
+MAX_INSTANCES = 256
+
+
+@pytest.fixture(scope="module")
+def run(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The walk-through's network trained on real MNIST with cross-entropy and Adam (about 96% on the test set)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    (data_dir / "mnist").symlink_to(real_mnist_dir, target_is_directory=True)
+    run_dir = tmp_path_factory.mktemp("runs") / "mlp"
+    trained = CliRunner().invoke(
+        app,
+        ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--loss", "xent", "--optimizer", "adam",
+         "--lr", "0.001", "--epochs", "5", "--batch-size", "64", "--quiet"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def digits(real_mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = load_split(real_mnist_dir, "test")
+    return images[:COUNT], labels[:COUNT]
+
+
+@pytest.fixture(scope="module")
+def server(run: Path) -> Any:
+    grpc_port = free_port()
+    process = ServerProcess(str(run), "--port", "0", "--grpc-port", str(grpc_port), "--max-instances", str(MAX_INSTANCES))
+    try:
+        process.start()
+        assert any(f"gRPC API at 127.0.0.1:{grpc_port}" in line for line in process.stderr), process.stderr
+        process.grpc_port = grpc_port  # type: ignore[attr-defined]
+        yield process
+    finally:
+        assert process.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def rest_classes(server: ServerProcess, digits: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """What TF Serving's REST API answers for the digits."""
+    with server.client() as client:
+        answer = client.post("/v1/models/mnist:predict", json={"inputs": digits[0].tolist()})
+    assert answer.status_code == 200, answer.text
+    return np.array(answer.json()["outputs"]["classes"])
+
+
+def triton(server: ServerProcess) -> Any:
+    return tritonhttp.InferenceServerClient(url=f"127.0.0.1:{server.port}", connection_timeout=60, network_timeout=60)
+
+
+def images_input(images: np.ndarray, *, binary: bool = True) -> Any:
+    tensor = tritonhttp.InferInput("images", list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images, binary_data=binary)
+    return tensor
+
+
+# --------------------------------------------------------------------------- Open Inference Protocol (tritonclient)
+
+
+def test_tritonclient_with_binary_tensors_reads_mnist_and_agrees_with_rest(
+    server: ServerProcess, digits: tuple[np.ndarray, np.ndarray], rest_classes: np.ndarray
+) -> None:
+    images, labels = digits
+    client = triton(server)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("mnist")
+    assert client.is_model_ready("mnist", "1") and not client.is_model_ready("nope") and not client.is_model_ready("mnist", "2")
+    metadata = client.get_model_metadata("mnist")
+    assert metadata["versions"] == ["1"]
+    assert metadata["inputs"] == [{"name": "images", "datatype": "UINT8", "shape": [-1, 28, 28]}]
+    assert [(o["name"], o["datatype"], o["shape"]) for o in metadata["outputs"]] == [
+        ("logits", "FP32", [-1, 10]), ("probabilities", "FP32", [-1, 10]), ("classes", "INT64", [-1]),
+    ]  # fmt: skip
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+
+    result = client.infer("mnist", [images_input(images)], request_id="digits")  # binary in, binary out: the defaults
+    assert result.get_response()["id"] == "digits" and result.get_response()["model_version"] == "1"
+    classes, probabilities = result.as_numpy("classes"), result.as_numpy("probabilities")
+    assert classes.dtype == np.int64 and classes.shape == (COUNT,) and probabilities.shape == (COUNT, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (classes == labels).mean() >= FLOOR
+    assert (classes == rest_classes).all()
+    assert (result.as_numpy("logits").argmax(axis=1) == classes).all()
+
+
+def test_tritonclient_with_json_tensors_and_chosen_outputs(
+    server: ServerProcess, digits: tuple[np.ndarray, np.ndarray], rest_classes: np.ndarray
+) -> None:
+    images, labels = digits
+    client = triton(server)
+    wanted = [tritonhttp.InferRequestedOutput("classes", binary_data=False)]
+    result = client.infer("mnist", [images_input(images, binary=False)], model_version="1", outputs=wanted)
+    outputs = result.get_response()["outputs"]
+    assert [output["name"] for output in outputs] == ["classes"] and "data" in outputs[0]
+    classes = result.as_numpy("classes")
+    assert (classes == labels).mean() >= FLOOR and (classes == rest_classes).all()
+    # A compressed request, as tritonclient sends it when asked.
+    squeezed = client.infer("mnist", [images_input(images[:5])], outputs=wanted, request_compression_algorithm="gzip")
+    assert (squeezed.as_numpy("classes") == rest_classes[:5]).all()
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "make", "status", "message"),
+    [
+        ("nope", "", lambda images: images, "404", "Request for unknown model: 'nope' is not found"),
+        ("mnist", "7", lambda images: images, "404", "'mnist' version 7 is not found"),
+        ("mnist", "", lambda images: images.astype(np.float32), "400", "unexpected datatype FP32 for inference input 'images', expecting UINT8"),
+        ("mnist", "", lambda images: images[:, :27], "400", "Expected [-1,28,28], got [2,27,28]"),
+        ("mnist", "", lambda images: np.zeros((MAX_INSTANCES + 1, 28, 28), np.uint8), "400", "too many instances: 257, at most 256"),
+    ],
+    ids=["unknown-model", "unknown-version", "float-pixels", "wrong-shape", "too-many"],
+)
+def test_tritonclient_hears_the_protocols_errors_and_the_server_goes_on(
+    server: ServerProcess, digits: tuple[np.ndarray, np.ndarray], model: str, version: str, make: Any, status: str, message: str
+) -> None:
+    client = triton(server)
+    images = make(digits[0][:2])
+    tensor = tritonhttp.InferInput("images", list(images.shape), {np.uint8: "UINT8", np.float32: "FP32"}[images.dtype.type])
+    tensor.set_data_from_numpy(images)
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer(model, [tensor], model_version=version)
+    assert raised.value.status() == status and message in raised.value.message()
+    assert client.infer("mnist", [images_input(digits[0][:1])]).as_numpy("classes").shape == (1,)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "parameters": {"binary_data_size": 784}}]}',
+         {}, 400, "claims 784 bytes of binary data; the body holds 0"),
+        (b'{"inputs": []}' + bytes(784), {"Inference-Header-Content-Length": "14"}, 400, "expected 1 inputs but got 0 inputs"),
+        (b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "data": [0]}]}', {}, 400, "has 1 values; its shape needs 784"),
+        (b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "data": ' + json.dumps([0.5] * 784).encode() + b"}]}",
+         {}, 400, "found fractions"),
+        (b'{"inputs": [{"name": "pixels", "shape": [1, 28, 28], "datatype": "UINT8", "data": []}]}', {}, 400, "unexpected inference input 'pixels'"),
+        (b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "data": ' + json.dumps([0] * 784).encode() + b'}],'
+         b' "outputs": [{"name": "scores"}]}', {}, 400, "unexpected inference output 'scores'"),
+        (b"not json", {}, 400, "failed to parse the request JSON"),
+        (b"{}", {"Inference-Header-Content-Length": "9999"}, 400, "Inference-Header-Content-Length must be the length"),
+        (gzip.compress(b"{" * 10) + b"x", {"Content-Encoding": "gzip"}, 400, "not valid gzip"),
+        (gzip.compress(b" " * 20_000_000), {"Content-Encoding": "gzip"}, 413, "inflates to over the"),
+        (b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),
+    ],
+    ids=["binary-missing", "no-input", "short-json", "fractions", "wrong-input", "wrong-output", "not-json", "bad-header-length",
+         "bad-gzip", "gzip-bomb", "brotli"],
+)  # fmt: skip
+def test_a_bad_infer_request_gets_the_protocols_json_error(server: ServerProcess, body: bytes, headers: dict[str, str], status: int, message: str) -> None:
+    with server.client() as client:
+        answer = client.post("/v2/models/mnist/infer", content=body, headers=headers)
+        assert answer.status_code == status and message in answer.json()["error"], answer.text
+        assert client.get("/v2/health/live").json() == {"live": True}
+
+
+def test_kserve_v1_liveness_readiness_and_model_list(server: ServerProcess) -> None:
+    with server.client() as client:
+        assert client.get("/", headers={"Accept": "application/json"}).json() == {"status": "alive"}
+        assert client.get("/").json() == {"status": "alive"}  # httpx, as KServe's client, accepts anything
+        page = client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert page.headers["content-type"].startswith("text/html") and "<canvas" in page.text
+        status = client.get("/v1/models/mnist").json()
+        assert status["ready"] is True and status["name"] == "mnist"  # what KServe's v1 is_model_ready reads
+        assert status["model_version_status"][0]["state"] == "AVAILABLE"  # and TF Serving's, still
+        assert client.get("/v1/models").json() == {"models": ["mnist"]}
+
+
+# --------------------------------------------------------------------------- TF Serving's gRPC API (its own stub)
+
+
+def stubs(server: ServerProcess) -> tuple[Any, Any]:
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")  # type: ignore[attr-defined]
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+def predict_request(images: Any, *, dtype: Any = None, name: str = "mnist", version: int | None = None, alias: str = "images") -> Any:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = "serving_default"
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs[alias].CopyFrom(tf.make_tensor_proto(images, dtype=dtype or tf.uint8))
+    return request
+
+
+def test_tf_serving_grpc_stub_reads_mnist_and_agrees_with_rest(
+    server: ServerProcess, digits: tuple[np.ndarray, np.ndarray], rest_classes: np.ndarray
+) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+    images, labels = digits
+    prediction, models = stubs(server)
+    response = prediction.Predict(predict_request(images), timeout=60)
+    classes = tf.make_ndarray(response.outputs["classes"])
+    probabilities = tf.make_ndarray(response.outputs["probabilities"])
+    assert classes.dtype == np.int64 and probabilities.shape == (COUNT, 10)
+    assert (classes == labels).mean() >= FLOOR and (classes == rest_classes).all()
+    assert response.model_spec.name == "mnist" and response.model_spec.version.value == 1
+    # A nested Python list, and only the outputs asked for.
+    filtered = predict_request(images[:3].tolist(), version=1)
+    filtered.output_filter.append("classes")
+    answer = prediction.Predict(filtered, timeout=60)
+    assert list(answer.outputs) == ["classes"] and (tf.make_ndarray(answer.outputs["classes"]) == rest_classes[:3]).all()
+
+    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata_request.model_spec.name = "mnist"
+    metadata = prediction.GetModelMetadata(metadata_request, timeout=60)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    metadata.metadata["signature_def"].Unpack(signatures)
+    signature = signatures.signature_def["serving_default"]
+    assert signature.inputs["images"].dtype == tf.uint8.as_datatype_enum
+    assert [dim.size for dim in signature.inputs["images"].tensor_shape.dim] == [-1, 28, 28]
+    assert set(signature.outputs) == {"logits", "probabilities", "classes"}
+
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = "mnist"
+    (status,) = models.GetModelStatus(status_request, timeout=60).model_version_status
+    assert status.version == 1 and status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+def _grpc_error(call: Any, request: Any) -> tuple[Any, str]:
+    with pytest.raises(grpc.RpcError) as raised:
+        call(request, timeout=60)
+    return raised.value.code(), raised.value.details()
+
+
+def test_tf_serving_grpc_errors_have_its_status_codes_and_the_server_goes_on(server: ServerProcess, digits: tuple[np.ndarray, np.ndarray]) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+    images = digits[0][:2]
+    prediction, models = stubs(server)
+    code = grpc.StatusCode
+    cases = [
+        (predict_request(images, name="nope"), code.NOT_FOUND, "Servable not found for request: Latest(nope)"),
+        (predict_request(images, version=3), code.NOT_FOUND, "Servable not found for request: Specific(mnist, 3)"),
+        (predict_request(images.astype(np.float32), dtype=tf.float32), code.INVALID_ARGUMENT, "Expects arg[0] to be uint8 but float is provided"),
+        (predict_request(images[:, :, :20]), code.INVALID_ARGUMENT, "must have shape [-1,28,28]"),
+        (predict_request(np.zeros((MAX_INSTANCES + 1, 28, 28), np.uint8)), code.INVALID_ARGUMENT, "too many instances: 257"),
+        (predict_request(images, alias="pixels"), code.INVALID_ARGUMENT, "input tensor alias not found in signature: pixels"),
+    ]
+    for request, expected, message in cases:
+        got, details = _grpc_error(prediction.Predict, request)
+        assert got == expected and message in details, (got, details)
+    other_signature = predict_request(images)
+    other_signature.model_spec.signature_name = "classify"
+    assert _grpc_error(prediction.Predict, other_signature)[0] == code.FAILED_PRECONDITION
+    unfiltered = predict_request(images)
+    unfiltered.output_filter.append("scores")
+    assert _grpc_error(prediction.Predict, unfiltered)[0] == code.INVALID_ARGUMENT
+
+    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["graph"])
+    metadata_request.model_spec.name = "mnist"
+    assert _grpc_error(prediction.GetModelMetadata, metadata_request) == (code.INVALID_ARGUMENT, "Metadata field graph is not supported")
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = "nope"
+    assert _grpc_error(models.GetModelStatus, status_request) == (code.NOT_FOUND, "Could not find any versions of model nope")
+
+    assert tf.make_ndarray(prediction.Predict(predict_request(images), timeout=60).outputs["classes"]).shape == (2,)
+
+
+# --------------------------------------------------------------------------- listening
+
+
+def test_a_grpc_port_in_use_is_the_address_error_before_tensorflow_loads(run: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = (
+            "import json, sys\nfrom typer.testing import CliRunner\nfrom mnist_cli.cli import app\n"
+            f"result = CliRunner().invoke(app, ['serve', {str(run)!r}, '--port', '0', '--grpc-port', '{port}'])\n"
+            "print(json.dumps([result.exit_code, result.stderr, 'tensorflow' in sys.modules]))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=True)
+    exit_code, stderr, imported_tf = json.loads(done.stdout.strip().splitlines()[-1])
+    assert exit_code == ADDRESS
+    assert f"error: port {port} on 127.0.0.1 is already in use" in stderr and "--grpc-port" in stderr
+    assert len(stderr.strip().splitlines()) == 2 and "Traceback" not in stderr
+    assert not imported_tf
