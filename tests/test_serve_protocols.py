@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,12 @@ def server(run: Path) -> Any:
     process = ServerProcess(str(run), "--port", "0", "--grpc-port", str(grpc_port), "--max-instances", str(MAX_INSTANCES))
     try:
         process.start()
-        assert any(f"gRPC API at 127.0.0.1:{grpc_port}" in line for line in process.stderr), process.stderr
+        # Printed before the address line, on the other stream: it may be read a moment later.
+        announced = f"gRPC API at 127.0.0.1:{grpc_port}"
+        deadline = time.monotonic() + 30
+        while not any(announced in line for line in process.stderr) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(announced in line for line in process.stderr), process.stderr
         process.grpc_port = grpc_port  # type: ignore[attr-defined]
         yield process
     finally:

@@ -22,7 +22,7 @@ from mnist_cli.serving.config import ServeConfig
 from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.serving.models import FIRST_VERSION, ModelRegistry, make_servable, model_info
 from mnist_cli.serving.observe import Observe, OnRequest, RequestLog
-from mnist_cli.serving.routers import ops, page, predict, tfserving
+from mnist_cli.serving.routers import ops, page, predict, tfserving, v2
 from mnist_cli.serving.state import ServingState, install_error_handlers
 
 __all__ = ["RequestLog", "create_app", "model_info"]
@@ -78,4 +78,5 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(predict.router)
     app.include_router(tfserving.router)
+    app.include_router(v2.router)
     return app

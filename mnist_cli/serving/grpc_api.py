@@ -87,7 +87,8 @@ def images_of(tensor: tensor_pb2.TensorProto, *, max_instances: int) -> np.ndarr
 def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """`array` as a TensorProto with its bytes in tensor_content, as `tf.make_tensor_proto` writes it."""
     proto = tensor_pb2.TensorProto(dtype=_NUMPY_TO_PROTO[str(array.dtype)])
-    proto.tensor_shape.dim.extend(tensor_pb2.tensor__shape__pb2.TensorShapeProto.Dim(size=size) for size in array.shape)
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
     proto.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
     return proto
 

@@ -65,7 +65,9 @@ def inflate(body: bytes, encoding: str, *, cap: int) -> bytes:
     if len(raw) > cap:
         raise TooLarge(f"the body inflates to over the {cap:,}-byte cap")
     if not inflater.eof:
-        raise BadRequest(f"the body is truncated {encoding} data")
+        raise BadRequest(f"the body is not valid {encoding} data: it ends before its stream does")
+    if inflater.unused_data:
+        raise BadRequest(f"the body is not valid {encoding} data: {len(inflater.unused_data)} bytes follow its end")
     return raw
 
 

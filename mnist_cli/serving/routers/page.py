@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mnist_cli.serving.state import Refused
 
@@ -19,9 +19,12 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/")
-async def page() -> HTMLResponse:
-    """The page to draw digits on."""
-    return HTMLResponse(_PAGE)
+async def page(request: Request) -> Response:
+    """The page to draw digits on; for a client that does not ask for HTML, KServe v1's liveness answer."""
+    # KServe's v1 client reads GET / as JSON: {"status": "alive"}. Browsers always ask for text/html.
+    if "text/html" not in request.headers.get("accept", "").lower():
+        return JSONResponse({"status": "alive"}, headers={"Vary": "Accept"})
+    return HTMLResponse(_PAGE, headers={"Vary": "Accept"})
 
 
 @router.get("/static/{asset}")

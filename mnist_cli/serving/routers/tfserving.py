@@ -64,7 +64,8 @@ async def predict_version(request: Request, state: State, model_name: str, versi
 async def status(state: State, model_name: str) -> dict[str, Any]:
     """Every version held, each AVAILABLE."""
     servable_for(state, model_name)
-    return tfserving.model_status(state.models.versions())
+    # "name" and "ready" beside TF Serving's answer: what KServe v1's is_model_ready reads here.
+    return {**tfserving.model_status(state.models.versions()), "name": state.models.name, "ready": True}
 
 
 @router.get("/v1/models/{model_name}/metadata", summary="The serving signature, as TF Serving describes it")
