@@ -123,7 +123,7 @@ def test_tf_serving_rows_columns_status_and_metadata(server: ServerProcess) -> N
 
 def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
     with server.client() as client:
-        page = client.get("/")
+        page = client.get("/", headers={"Accept": "text/html"})  # a browser; other clients get KServe v1 liveness JSON
         assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
         # Every asset the page loads comes from the server itself: no CDN, no web fonts.
         for url in re.findall(r'(?:src|href)="([^"]+)"', page.text):
