@@ -43,7 +43,7 @@ def servable_for(state: ServingState, model_name: str, version: str | None = Non
         raise Refused(404, f"Request for unknown model: '{model_name}' is not found", f"this server's model is called {models.name!r}")
     if version is None or version == "":
         return models.current()
-    servable = models.get(int(version)) if version.isdigit() else None
+    servable = models.get(int(version)) if version.isascii() and version.isdigit() else None
     if servable is None:
         held = ", ".join(map(str, models.versions()))
         raise Refused(404, f"Request for unknown model: '{model_name}' version {version} is not found", f"this server has version(s) {held}")
