@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from mnist_cli.cli import app
@@ -32,6 +33,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 COUNT = 200  # test digits each client reads
 FLOOR = 0.95
 MAX_INSTANCES = 256
+MAX_BODY_MB = 1  # 200 digits fit, as JSON too
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,9 @@ def digits(real_mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def server(run: Path) -> Any:
     grpc_port = free_port()
-    process = ServerProcess(str(run), "--port", "0", "--grpc-port", str(grpc_port), "--max-instances", str(MAX_INSTANCES))
+    process = ServerProcess(
+        str(run), "--port", "0", "--grpc-port", str(grpc_port), "--max-instances", str(MAX_INSTANCES), "--max-body-mb", str(MAX_BODY_MB)
+    )
     try:
         process.start()
         # Printed before the address line, on the other stream: it may be read a moment later.
@@ -223,6 +227,13 @@ def predict_request(images: Any, *, dtype: Any = None, name: str = "mnist", vers
     return request
 
 
+def images_classified(server: ServerProcess) -> float:
+    """The server's count of images its model calls (the batcher's) have classified."""
+    with server.client() as client:
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        return next(sample.value for family in families for sample in family.samples if sample.name == "mnist_images_total")
+
+
 def test_tf_serving_grpc_stub_reads_mnist_and_agrees_with_rest(
     server: ServerProcess, digits: tuple[np.ndarray, np.ndarray], rest_classes: np.ndarray
 ) -> None:
@@ -231,7 +242,9 @@ def test_tf_serving_grpc_stub_reads_mnist_and_agrees_with_rest(
 
     images, labels = digits
     prediction, models = stubs(server)
+    before = images_classified(server)
     response = prediction.Predict(predict_request(images), timeout=60)
+    assert images_classified(server) - before == COUNT  # through the batcher, as the HTTP routes
     classes = tf.make_ndarray(response.outputs["classes"])
     probabilities = tf.make_ndarray(response.outputs["probabilities"])
     assert classes.dtype == np.int64 and probabilities.shape == (COUNT, 10)
@@ -280,6 +293,8 @@ def test_tf_serving_grpc_errors_have_its_status_codes_and_the_server_goes_on(ser
         (predict_request(np.zeros((MAX_INSTANCES + 1, 28, 28), np.uint8)), code.INVALID_ARGUMENT, "too many instances: 257"),
         (predict_request(images, alias="pixels"), code.INVALID_ARGUMENT, "input tensor alias not found in signature: pixels"),
     ]
+    over_the_cap = np.zeros((MAX_BODY_MB * 1024 * 1024 // 784 + 1, 28, 28), np.uint8)  # refused unread, as over HTTP
+    cases.append((predict_request(over_the_cap), code.RESOURCE_EXHAUSTED, "larger than max"))
     for request, expected, message in cases:
         got, details = _grpc_error(prediction.Predict, request)
         assert got == expected and message in details, (got, details)

@@ -37,8 +37,6 @@ _METADATA_FIELD = "signature_def"
 _PREDICT_METHOD = "tensorflow/serving/predict"
 _PIXELS = INPUT_SHAPE[1] * INPUT_SHAPE[2]
 _NUMPY_TO_PROTO = {"float32": types_pb2.DT_FLOAT, "int64": types_pb2.DT_INT64, "uint8": types_pb2.DT_UINT8}
-# A Predict of the largest request (max_instances images) fits well within this; gRPC's default is 4 MiB.
-_MAX_MESSAGE = 64 * 1024 * 1024
 
 
 class Refusal(Exception):
@@ -237,8 +235,16 @@ class GrpcServer:
         # grpc.aio servers belong to the loop they are made in, and cannot adopt a socket: the
         # reservation is closed and the port bound again at once. SO_REUSEPORT off: a second
         # server on the same port must fail, not share its connections.
+        config = self._state.config
+        # The HTTP routes' caps hold here too: a message over --max-body-mb is refused unread
+        # (RESOURCE_EXHAUSTED), and RPCs beyond --max-connections at once are refused.
         server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", config.max_body_bytes),
+                ("grpc.max_send_message_length", max(config.max_body_bytes, 4 * 1024 * 1024)),
+            ],
+            maximum_concurrent_rpcs=config.max_connections,
         )
         servicing = _Servicing(self._state)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(servicing), server)
