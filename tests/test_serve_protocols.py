@@ -66,7 +66,7 @@ def server(run: Path) -> Any:
     try:
         process.start()
         # Printed before the address line, on the other stream: it may be read a moment later.
-        announced = f"gRPC API at 127.0.0.1:{grpc_port}"
+        announced = f"gRPC at 127.0.0.1:{grpc_port}: TF Serving's API and the Open Inference Protocol's"
         deadline = time.monotonic() + 30
         while not any(announced in line for line in process.stderr) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -313,6 +313,36 @@ def test_tf_serving_grpc_errors_have_its_status_codes_and_the_server_goes_on(ser
     assert _grpc_error(models.GetModelStatus, status_request) == (code.NOT_FOUND, "Could not find any versions of model nope")
 
     assert tf.make_ndarray(prediction.Predict(predict_request(images), timeout=60).outputs["classes"]).shape == (2,)
+
+
+# --------------------------------------------------------------------------- Open Inference Protocol over gRPC
+
+
+def test_tritonclient_grpc_reads_mnist_on_the_grpc_port_and_hears_its_errors(
+    server: ServerProcess, digits: tuple[np.ndarray, np.ndarray], rest_classes: np.ndarray
+) -> None:
+    tritongrpc = pytest.importorskip("tritonclient.grpc")
+    images, labels = digits
+    client = tritongrpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")  # type: ignore[attr-defined]
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("mnist")
+    assert not client.is_model_ready("nope") and not client.is_model_ready("mnist", "2")
+    metadata = client.get_model_metadata("mnist", as_json=True)
+    assert metadata["inputs"] == [{"name": "images", "datatype": "UINT8", "shape": ["-1", "28", "28"]}]
+    tensor = tritongrpc.InferInput("images", list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images)
+    result = client.infer("mnist", [tensor], outputs=[tritongrpc.InferRequestedOutput("classes")])
+    classes = result.as_numpy("classes")
+    assert (classes == labels).mean() >= FLOOR and (classes == rest_classes).all()
+    assert result.as_numpy("logits") is None  # only what was asked for
+    wrong = tritongrpc.InferInput("images", [1, 28, 28], "FP32")
+    wrong.set_data_from_numpy(images[:1].astype(np.float32))
+    for model, inputs, status, message in [
+        ("nope", [tensor], "StatusCode.NOT_FOUND", "Request for unknown model: 'nope' is not found"),
+        ("mnist", [wrong], "StatusCode.INVALID_ARGUMENT", "unexpected datatype FP32 for inference input 'images'"),
+    ]:
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer(model, inputs)
+        assert raised.value.status() == status and message in raised.value.message()
 
 
 # --------------------------------------------------------------------------- listening

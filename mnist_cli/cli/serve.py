@@ -104,7 +104,10 @@ def _announce(loaded: Any, config: ServeConfig, url: str, grpc_address: str | No
             soft_wrap=True,
         )
     if grpc_address:
-        common.err.print(f"TF Serving's gRPC API at {escape(grpc_address)}", highlight=False)
+        from mnist_cli.serving.grpc_v2 import AVAILABLE as with_v2
+
+        also = " and the Open Inference Protocol's" if with_v2 else ""
+        common.err.print(f"gRPC at {escape(grpc_address)}: TF Serving's API{also}", highlight=False)
     # The address goes to standard output, alone on its line, for people and for scripts.
     common.out.print(f"serving at {url} (API docs at {url}docs; Ctrl-C stops)", highlight=False, soft_wrap=True)
     sys.stdout.flush()

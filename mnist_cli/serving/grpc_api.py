@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 from mnist_cli.core.errors import AddressError
 from mnist_cli.model.signature import INPUT, INPUT_SHAPE, OUTPUTS, SIGNATURE
 from mnist_cli.serving import tfserving
-from mnist_cli.serving.outputs import signature_outputs
+from mnist_cli.serving.outputs import little_endian_bytes, signature_outputs
 
 _METADATA_FIELD = "signature_def"
 _PREDICT_METHOD = "tensorflow/serving/predict"
@@ -87,7 +87,7 @@ def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     proto = tensor_pb2.TensorProto(dtype=_NUMPY_TO_PROTO[str(array.dtype)])
     for size in array.shape:
         proto.tensor_shape.dim.add(size=size)
-    proto.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    proto.tensor_content = little_endian_bytes(array)
     return proto
 
 
@@ -112,7 +112,8 @@ class _Servicing:
         return models.current()
 
 
-async def _answer(context: grpc.aio.ServicerContext, work: Callable[[], Any]) -> Any:
+async def answer_or_abort(context: grpc.aio.ServicerContext, work: Callable[[], Any]) -> Any:
+    """The RPC's answer from `work()`, or its Refusal's status code and message."""
     try:
         return await work()
     except Refusal as refusal:
@@ -126,7 +127,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._servicing = servicing
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:  # noqa: N802
-        return await _answer(context, lambda: self._predict(request))
+        return await answer_or_abort(context, lambda: self._predict(request))
 
     async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         state = self._servicing.state
@@ -166,7 +167,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._metadata(request))
+        return await answer_or_abort(context, lambda: self._metadata(request))
 
     async def _metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
         servable = self._servicing.servable(request.model_spec)
@@ -197,7 +198,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             self._servicing.servable(request.model_spec)
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"Expected {kind} signature method_name to be {method}. Was: {_PREDICT_METHOD}")
 
-        await _answer(context, refuse)
+        await answer_or_abort(context, refuse)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -207,7 +208,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self._servicing = servicing
 
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
-        return await _answer(context, lambda: self._status(request))
+        return await answer_or_abort(context, lambda: self._status(request))
 
     async def _status(self, request: get_model_status_pb2.GetModelStatusRequest) -> get_model_status_pb2.GetModelStatusResponse:
         models = self._servicing.state.models
@@ -249,6 +250,9 @@ class GrpcServer:
         servicing = _Servicing(self._state)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(servicing), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(servicing), server)
+        from mnist_cli.serving import grpc_v2  # imports this module
+
+        grpc_v2.add_to_server(self._state, server)
         bind_host = "[::]" if self._host == "::" else f"[{self._host}]" if ":" in self._host else self._host or "0.0.0.0"
         self._reserved.close()
         try:

@@ -14,3 +14,8 @@ def signature_outputs(logits: np.ndarray) -> dict[str, np.ndarray]:
     probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(OUTPUT_DTYPES[PROBABILITIES])  # as tf.nn.softmax gives
     classes = logits.argmax(axis=1).astype(OUTPUT_DTYPES[CLASSES])
     return {LOGITS: logits, PROBABILITIES: probabilities, CLASSES: classes}
+
+
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """The tensor's bytes in row-major, little-endian order: TF's tensor_content and the v2 binary data both are."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

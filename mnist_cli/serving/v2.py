@@ -22,6 +22,7 @@ import numpy as np
 
 from mnist_cli import __version__
 from mnist_cli.model.signature import INPUT, INPUT_DTYPE, INPUT_SHAPE, OUTPUT_DTYPES, OUTPUT_SHAPES, OUTPUTS
+from mnist_cli.serving.outputs import little_endian_bytes
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -37,6 +38,10 @@ _PIXELS = INPUT_SHAPE[1] * INPUT_SHAPE[2]  # values (and, uint8, bytes) per imag
 
 class BadRequest(ValueError):
     """A request this API cannot answer (400); the message is what the client is told."""
+
+
+class NotFound(LookupError):
+    """An unknown model or version (404); the message is what the client is told."""
 
 
 class UnsupportedEncoding(BadRequest):
@@ -108,6 +113,18 @@ def model_metadata(name: str, versions: Sequence[int]) -> dict[str, Any]:
     }
 
 
+def find_servable(models: Any, name: str, version: str = "") -> Any:
+    """The servable of the registry `models` that a model name and version ("": the current one) name."""
+    if name != models.name:
+        raise NotFound(f"Request for unknown model: '{name}' is not found")
+    if version == "":
+        return models.current()
+    servable = models.get(int(version)) if version.isascii() and version.isdigit() else None
+    if servable is None:
+        raise NotFound(f"Request for unknown model: '{name}' version {version} is not found")
+    return servable
+
+
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
@@ -146,14 +163,14 @@ def parse_infer(body: bytes, *, header_length: str | None, model: str, max_insta
         raise BadRequest('"inputs" must be a list of tensors: {"name", "shape", "datatype", "data"}')
     if len(inputs) != 1:
         raise BadRequest(f"expected 1 inputs but got {len(inputs)} inputs for model '{model}'")
-    images, used = _input_images(inputs[0], binary, model=model, max_instances=max_instances)
+    images, used = input_images(inputs[0], binary, model=model, max_instances=max_instances)
     if used != len(binary):
         raise BadRequest(f"the body holds {len(binary) - used} bytes of binary data that no input claims with binary_data_size")
-    return InferRequest(images, _requested_outputs(payload.get("outputs"), binary_output, model), request_id)
+    return InferRequest(images, requested_outputs(payload.get("outputs"), binary_output, model), request_id)
 
 
-def _input_images(tensor: dict[str, Any], binary: bytes, *, model: str, max_instances: int) -> tuple[np.ndarray, int]:
-    """The images of the input tensor, and how many bytes of the binary section it took."""
+def input_images(tensor: dict[str, Any], binary: bytes, *, model: str, max_instances: int) -> tuple[np.ndarray, int]:
+    """The images of an input tensor (as JSON has it), and how many bytes of the binary data after the JSON it took."""
     name = tensor.get("name")
     if name != INPUT:
         raise BadRequest(f"unexpected inference input '{str(name)[:100]}' for model '{model}'; its input is '{INPUT}'")
@@ -203,7 +220,8 @@ def _json_pixels(data: Any, size: int) -> np.ndarray:
     return array.astype(np.uint8).ravel()
 
 
-def _requested_outputs(outputs: Any, binary_output: bool, model: str) -> tuple[RequestedOutput, ...]:
+def requested_outputs(outputs: Any, binary_output: bool, model: str) -> tuple[RequestedOutput, ...]:
+    """The outputs a request's `outputs` list (JSON) asks for, in its order; all of them when it has none."""
     if outputs is None:
         return tuple(RequestedOutput(name, binary_output) for name in OUTPUTS)
     if not isinstance(outputs, list) or not all(isinstance(output, dict) for output in outputs):
@@ -230,7 +248,7 @@ def answer(outputs: Mapping[str, np.ndarray], request: InferRequest, *, model: s
         array = outputs[wanted.name]
         tensor = _tensor_meta(wanted.name, str(array.dtype), array.shape)
         if wanted.binary:
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()  # the protocol is little-endian
+            data = little_endian_bytes(array)
             tensor["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:

@@ -36,18 +36,14 @@ _INFER_BODY = {
 }
 
 
-def servable_for(state: ServingState, model_name: str, version: str | None = None) -> Servable:
+def servable_for(state: ServingState, model_name: str, version: str = "") -> Servable:
     """The servable a v2 URL names, or 404 in Triton's words."""
-    models = state.models
-    if model_name != models.name:
-        raise Refused(404, f"Request for unknown model: '{model_name}' is not found", f"this server's model is called {models.name!r}")
-    if version is None or version == "":
-        return models.current()
-    servable = models.get(int(version)) if version.isascii() and version.isdigit() else None
-    if servable is None:
-        held = ", ".join(map(str, models.versions()))
-        raise Refused(404, f"Request for unknown model: '{model_name}' version {version} is not found", f"this server has version(s) {held}")
-    return servable
+    try:
+        return v2.find_servable(state.models, model_name, version)
+    except v2.NotFound as exc:
+        models = state.models
+        hint = f"this server's model is called {models.name!r}" if model_name != models.name else f"this server has version(s) {', '.join(map(str, models.versions()))}"
+        raise Refused(404, str(exc), hint) from None
 
 
 @router.get("/v2/health/live", summary="Open Inference Protocol: the server is live")
