@@ -53,12 +53,8 @@ def serve_with_grpc(run: Path) -> Any:
     )
     try:
         process.start()
-        # Printed before the address line, on the other stream: it may be read a moment later.
-        announced = f"gRPC at 127.0.0.1:{grpc_port}: TF Serving's API and the Open Inference Protocol's"
-        deadline = time.monotonic() + 30
-        while not any(announced in line for line in process.stderr) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert any(announced in line for line in process.stderr), process.stderr
+        # Printed before the address line, but on the other stream: it may be read a moment later.
+        wait_for_stderr(process, f"gRPC at 127.0.0.1:{grpc_port}: TF Serving's API and the Open Inference Protocol's")
         process.grpc_port = grpc_port  # type: ignore[attr-defined]
         yield process
     finally:
@@ -302,6 +298,31 @@ def test_tf_serving_grpc_errors_have_its_status_codes_and_the_server_goes_on(ser
     assert _grpc_error(models.GetModelStatus, status_request) == (code.NOT_FOUND, "Could not find any versions of model nope")
 
     assert tf.make_ndarray(prediction.Predict(predict_request(images), timeout=60).outputs["classes"]).shape == (2,)
+
+
+def wait_for_stderr(server: ServerProcess, text: str) -> None:
+    """Until a line of the server's standard error holds `text` (the output is read by another thread)."""
+    deadline = time.monotonic() + 30
+    while not any(text in line for line in server.stderr) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(text in line for line in server.stderr), server.stderr[-20:]
+
+
+def test_each_grpc_call_is_logged_and_counted_as_http_requests_are(server: ServerProcess) -> None:
+    prediction, _ = stubs(server)
+    prediction.Predict(predict_request(bar_digits()[0][:1]), timeout=60)
+    _grpc_error(prediction.Predict, predict_request(bar_digits()[0][:1], name="nope"))
+    for status in (200, 404):  # how HTTP says OK and NOT_FOUND
+        wait_for_stderr(server, f"gRPC /tensorflow.serving.PredictionService/Predict {status} ")
+    with server.client() as client:
+        families = text_string_to_metric_families(client.get("/metrics").text)
+        counted = {
+            sample.labels["status"]
+            for family in families
+            for sample in family.samples
+            if sample.name == "mnist_requests_total" and sample.labels.get("method") == "gRPC"
+        }
+    assert {"200", "404"} <= counted
 
 
 # --------------------------------------------------------------------------- Open Inference Protocol over gRPC

@@ -75,7 +75,7 @@ def serve(
         on_request = None if quiet else _log_request
         grpc_address = server.address(grpc_sock, config.host) if grpc_sock else None
         application = create_app(loaded, config, on_request=on_request, on_ready=lambda: _announce(loaded, config, url, grpc_address))
-        stopped_by = server.run(application, sock, config, grpc_sock=grpc_sock, on_stopping=_stopping)
+        stopped_by = server.run(application, sock, config, grpc_sock=grpc_sock, on_request=on_request, on_stopping=_stopping)
     finally:
         sock.close()
         if grpc_sock is not None:

@@ -13,6 +13,7 @@ into the protos, so both APIs describe the model from one place.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from tensorflow_serving.apis import (
 from mnist_cli.core.errors import AddressError
 from mnist_cli.model.signature import INPUT, INPUT_SHAPE, OUTPUTS, SIGNATURE
 from mnist_cli.serving import tfserving
+from mnist_cli.serving.observe import OnRequest, RequestLog
 from mnist_cli.serving.outputs import little_endian_bytes, signature_outputs
 
 _METADATA_FIELD = "signature_def"
@@ -152,11 +154,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if len(set(wanted)) != len(wanted):
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate output tensor alias: {next(a for a in wanted if wanted.count(a) > 1)}")
         images = images_of(request.inputs[INPUT], max_instances=state.config.max_instances)
-        state.in_flight += 1  # the batcher waits for company only while other requests are on their way
-        try:
-            logits = await state.batcher.logits(images, servable.run_model)
-        finally:
-            state.in_flight -= 1
+        logits = await state.batcher.logits(images, servable.run_model)
         outputs = signature_outputs(logits)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = state.models.name
@@ -223,11 +221,54 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return json_format.ParseDict(tfserving.model_status(versions), get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True)
 
 
+# How HTTP would say each status code (grpc-gateway's table): for the log line and the metrics,
+# which count gRPC calls beside HTTP requests.
+_HTTP_STATUS = {
+    grpc.StatusCode.OK: 200, grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504, grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.ABORTED: 409, grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503,
+}  # fmt: skip
+GRPC_METHOD = "gRPC"  # the method of a gRPC call in the log line and the metrics
+
+
+class _Observe(grpc.aio.ServerInterceptor):
+    """Counts, times and reports every RPC as the HTTP middleware does each request; keeps `state.in_flight`."""
+
+    def __init__(self, state: Any, on_request: OnRequest | None) -> None:
+        self.state, self.on_request = state, on_request
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # an unknown method: gRPC answers UNIMPLEMENTED, nothing to count
+        inner, method = handler.unary_unary, details.method
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            began = time.perf_counter()
+            self.state.in_flight += 1  # the batcher waits for company only while other requests are on their way
+            try:
+                return await inner(request, context)
+            finally:
+                self.state.in_flight -= 1
+                seconds = time.perf_counter() - began
+                code = context.code() or grpc.StatusCode.OK
+                status = _HTTP_STATUS.get(code, 500) if isinstance(code, grpc.StatusCode) else 500
+                self.state.metrics.observe_request(method=GRPC_METHOD, endpoint=method, status=status, seconds=seconds)
+                if self.on_request is not None:
+                    self.on_request(RequestLog(GRPC_METHOD, method, status, seconds * 1000))
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 class GrpcServer:
     """TF Serving's gRPC services on a port reserved at start (so a port in use is reported before the model loads)."""
 
-    def __init__(self, state: Any, reserved: socket.socket, host: str) -> None:
-        self._state, self._reserved, self._host = state, reserved, host
+    def __init__(self, state: Any, reserved: socket.socket, host: str, *, on_request: OnRequest | None = None) -> None:
+        self._state, self._reserved, self._host, self._on_request = state, reserved, host, on_request
         self.port: int = reserved.getsockname()[1]
         self._server: grpc.aio.Server | None = None
 
@@ -246,6 +287,7 @@ class GrpcServer:
                 ("grpc.max_send_message_length", max(config.max_body_bytes, 4 * 1024 * 1024)),
             ],
             maximum_concurrent_rpcs=config.max_connections,
+            interceptors=[_Observe(self._state, self._on_request)],
         )
         servicing = _Servicing(self._state)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(servicing), server)

@@ -103,11 +103,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer if AVAILAB
             wanted = v2.requested_outputs([{"name": output.name} for output in request.outputs] or None, True, models.name)
         except v2.BadRequest as exc:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        state.in_flight += 1  # the batcher waits for company only while other requests are on their way
-        try:
-            logits = await state.batcher.logits(images, servable.run_model)
-        finally:
-            state.in_flight -= 1
+        logits = await state.batcher.logits(images, servable.run_model)
         outputs = signature_outputs(logits)
         response = service_pb2.ModelInferResponse(model_name=models.name, model_version=str(servable.version), id=request.id)
         for output in wanted:

@@ -63,11 +63,12 @@ def run(
     config: ServeConfig,
     *,
     grpc_sock: socket.socket | None = None,
+    on_request: Callable[[Any], None] | None = None,
     on_stopping: Callable[[str], None] | None = None,
 ) -> str | None:
-    """Serve `app` on `sock` (and TF Serving's gRPC API on `grpc_sock`) until Ctrl-C or SIGTERM; in-flight requests finish.
+    """Serve `app` on `sock` (and the gRPC APIs on `grpc_sock`) until Ctrl-C or SIGTERM; in-flight requests finish.
 
-    Returns the signal's name, if any.
+    `on_request` hears of every gRPC call (the app reports HTTP requests itself). Returns the signal's name, if any.
     """
     import uvicorn
 
@@ -75,7 +76,7 @@ def run(
     if grpc_sock is not None:
         from mnist_cli.serving.grpc_api import GrpcServer
 
-        grpc_server = GrpcServer(app.state.serving, grpc_sock, config.host)
+        grpc_server = GrpcServer(app.state.serving, grpc_sock, config.host, on_request=on_request)
 
     class Server(uvicorn.Server):
         stopped_by: str | None = None
