@@ -60,6 +60,35 @@ async def predict_version(request: Request, state: State, model_name: str, versi
     return await _predict(request, state, servable_for(state, model_name, version))
 
 
+async def _other_method(request: Request, state: ServingState, servable: Servable, verb: str) -> dict[str, Any]:
+    await state.read_body(request)  # read (capped) before answering, so the connection stays usable
+    raise Refused(400, tfserving.not_a_method_of_this_signature(verb), f"this model has a predict signature: POST .../{state.models.name}:predict")
+
+
+@router.post("/v1/models/{model_name}:classify", summary="TF Serving's classify API: refused, the signature is a predict signature")
+async def classify_latest(request: Request, state: State, model_name: str) -> dict[str, Any]:
+    """400, as TF Serving answers for a predict signature."""
+    return await _other_method(request, state, servable_for(state, model_name), "classify")
+
+
+@router.post("/v1/models/{model_name}:regress", summary="TF Serving's regress API: refused, the signature is a predict signature")
+async def regress_latest(request: Request, state: State, model_name: str) -> dict[str, Any]:
+    """400, as TF Serving answers for a predict signature."""
+    return await _other_method(request, state, servable_for(state, model_name), "regress")
+
+
+@router.post("/v1/models/{model_name}/versions/{version}:classify", summary="TF Serving's classify API, for a version: refused")
+async def classify_version(request: Request, state: State, model_name: str, version: str) -> dict[str, Any]:
+    """400, as TF Serving answers for a predict signature."""
+    return await _other_method(request, state, servable_for(state, model_name, version), "classify")
+
+
+@router.post("/v1/models/{model_name}/versions/{version}:regress", summary="TF Serving's regress API, for a version: refused")
+async def regress_version(request: Request, state: State, model_name: str, version: str) -> dict[str, Any]:
+    """400, as TF Serving answers for a predict signature."""
+    return await _other_method(request, state, servable_for(state, model_name, version), "regress")
+
+
 @router.get("/v1/models/{model_name}", summary="The model's status, as TF Serving reports it")
 async def status(state: State, model_name: str) -> dict[str, Any]:
     """Every version held, each AVAILABLE."""
@@ -67,8 +96,22 @@ async def status(state: State, model_name: str) -> dict[str, Any]:
     return tfserving.model_status(state.models.versions())
 
 
+@router.get("/v1/models/{model_name}/versions/{version}", summary="One version's status, as TF Serving reports it")
+async def version_status(state: State, model_name: str, version: str) -> dict[str, Any]:
+    """The version's status: AVAILABLE."""
+    servable = servable_for(state, model_name, version)
+    return tfserving.model_status((servable.version,))
+
+
 @router.get("/v1/models/{model_name}/metadata", summary="The serving signature, as TF Serving describes it")
 async def metadata(state: State, model_name: str) -> dict[str, Any]:
     """The latest version's signature."""
     servable = servable_for(state, model_name)
+    return tfserving.metadata(state.models.name, str(servable.version))
+
+
+@router.get("/v1/models/{model_name}/versions/{version}/metadata", summary="One version's serving signature")
+async def version_metadata(state: State, model_name: str, version: str) -> dict[str, Any]:
+    """The version's signature."""
+    servable = servable_for(state, model_name, version)
     return tfserving.metadata(state.models.name, str(servable.version))
