@@ -213,6 +213,29 @@ def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
     assert info["class_names"] == [str(d) for d in range(10)]
 
 
+def test_the_openapi_document_names_the_model_versions_errors_and_media_types(server: ServerProcess) -> None:
+    with server.client() as client:
+        document = client.get("/openapi.json").json()
+        wrong_method = client.get("/v1/models/mnist:predict")
+    paths = document["paths"]
+    for path in ("/v1/models/{model_name}:predict", "/v1/models/{model_name}/versions/{version}/metadata"):
+        for parameter in next(iter(paths[path].values()))["parameters"]:
+            expected = ["mnist"] if parameter["name"] == "model_name" else [1]
+            assert parameter["schema"]["enum"] == expected, (path, parameter)
+    tf = paths["/v1/models/{model_name}:predict"]["post"]
+    body = tf["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["instances"]["anyOf"][0]["maxItems"] == MAX_INSTANCES  # this server's --max-instances
+    assert {"200", "400", "404", "408", "413", "415", "422"} <= set(tf["responses"])
+    error = tf["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(document["components"]["schemas"][error]["properties"]) == {"error", "hint"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]  # 422 is the real error body
+    predict = paths["/predict"]["post"]
+    assert {"image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp", "multipart/form-data"} <= set(predict["requestBody"]["content"])
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+
+
 def test_one_log_line_per_request_with_method_path_status_and_milliseconds(server: ServerProcess) -> None:
     with server.client() as client:
         client.get("/log-test?query=is-not-logged")
