@@ -16,6 +16,7 @@ from PIL import Image
 
 import pictures
 from mnist_cli.inference import preprocessing
+from mnist_cli.inference.preprocessing import lighting, lines, load
 from mnist_cli.data import load_split
 from mnist_cli.core.errors import InputError
 from mnist_cli.inference.preprocessing import iter_image_paths, load_image, preprocess, to_mnist
@@ -103,8 +104,8 @@ def test_drawings_on_flat_paper_skip_the_lighting_estimate_and_come_back_close_t
 ) -> None:
     images, _ = mnist_test
     estimated: list[tuple[int, ...]] = []
-    background = preprocessing._background
-    monkeypatch.setattr(preprocessing, "_background", lambda pixels: estimated.append(pixels.shape) or background(pixels))
+    background = lighting._background
+    monkeypatch.setattr(lighting, "_background", lambda pixels: estimated.append(pixels.shape) or background(pixels))
     corr = np.array([correlation(preprocess(pictures.page_drawing(images[i])), images[i]) for i in range(30)])
     # Measured on 300 test digits: mean 0.954, lowest 0.600 (0.932 and 0.306 with the estimate).
     assert estimated == [] and corr.mean() >= 0.93 and corr.min() >= 0.55, (estimated, corr.mean(), corr.min())
@@ -138,7 +139,7 @@ def test_lines_across_the_picture_are_erased_and_strokes_across_them_kept() -> N
     ink[:, 250] = 0.5  # a margin, top to bottom
     ink[20:180, 140:150] = 1.0  # a vertical pen stroke crossing both lines
     ink[150:160, 60:200] = 1.0  # a long horizontal stroke, not reaching the edges
-    cleaned = preprocessing._remove_lines(ink)
+    cleaned = lines.remove_lines(ink)
     assert cleaned[40:42, :130].max() == 0.0 and cleaned[120:123, 160:240].max() == 0.0
     assert cleaned[:, 250].max() == 0.0
     assert cleaned[20:180, 140:150].min() == 1.0  # the stroke is whole where it crosses the lines
@@ -393,7 +394,7 @@ def test_decompression_bomb(side: int) -> None:
 
 
 def test_the_pixel_cap_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preprocessing, "MAX_PIXELS", 30 * 30)
+    monkeypatch.setattr(load, "MAX_PIXELS", 30 * 30)
     load_image(pictures.encode(Image.new("L", (30, 30), 255), "PNG"))
     with pytest.raises(InputError):
         load_image(pictures.encode(Image.new("L", (31, 30), 255), "PNG"))

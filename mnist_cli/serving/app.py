@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 
 from mnist_cli import __version__
 from mnist_cli.inference.loading import Loaded
+from mnist_cli.serving import openapi
 from mnist_cli.serving.batching import Batcher
 from mnist_cli.serving.config import ServeConfig
 from mnist_cli.serving.metrics import ServerMetrics
@@ -79,4 +80,5 @@ def create_app(
     app.include_router(predict.router)
     app.include_router(tfserving.router)
     app.include_router(v2.router)
+    openapi.install(app, state)
     return app

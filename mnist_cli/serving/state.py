@@ -3,13 +3,15 @@
 The factory makes one `ServingState` per app and keeps it in `app.state.serving`; a route
 takes it as a FastAPI dependency (`state: State`). Request bodies are read with a size cap
 (refused from Content-Length, or as soon as the stream passes it) and a deadline, so a huge
-or trickling body costs the server nothing but a connection.
+or trickling body costs the server nothing but a connection. A `Content-Encoding: gzip` body
+is inflated, as TF Serving does, under the same cap: a gzip bomb stops at the cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -27,6 +29,8 @@ from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.serving.models import ModelRegistry
 
 T = TypeVar("T")
+GZIP = ("gzip", "x-gzip")  # the Content-Encodings the server inflates
+IDENTITY = ("", "identity")
 
 
 class Refused(Exception):
@@ -103,6 +107,9 @@ class ServingState:
                     raise Refused(413, f"the body is over the {cap:,}-byte cap", "send a smaller picture")
                 chunks.append(chunk)
 
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if encoding not in GZIP + IDENTITY:
+            raise Refused(415, f"Content-Encoding {encoding!r} is not supported", "send the body as it is, or gzip-compressed")
         timeout = self.config.body_timeout_s
         try:
             await asyncio.wait_for(collect(), timeout)
@@ -110,7 +117,22 @@ class ServingState:
             raise Refused(408, f"the body did not arrive within {timeout:g} s", "send it at once") from None
         except ClientDisconnect:
             raise Refused(400, "the client went away before sending the whole body") from None
-        return b"".join(chunks)
+        body = b"".join(chunks)
+        return await self.on_cpu(lambda: inflate(body, cap)) if encoding in GZIP else body
+
+
+def inflate(body: bytes, cap: int) -> bytes:
+    """A gzip body's inflated bytes, refused (413) once they pass `cap` and (400) when the stream is damaged."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(body, cap + 1)
+    except zlib.error as exc:
+        raise Refused(400, f"the gzip body cannot be inflated: {exc}", "send the body as it is, or gzip-compressed") from None
+    if len(inflated) > cap:
+        raise Refused(413, f"the inflated body is over the {cap:,}-byte cap", "send a smaller body")
+    if not inflater.eof:
+        raise Refused(400, "the gzip body is truncated", "send the whole gzip stream")
+    return inflated
 
 
 def serving_state(request: Request) -> ServingState:

@@ -5,15 +5,15 @@ An infer request is JSON, `{"id"?, "parameters"?, "inputs": [{"name", "shape", "
 extension (tritonclient's default) the JSON is followed by raw tensor bytes: the
 `Inference-Header-Content-Length` header gives the JSON's length, and each input whose data is
 binary says how many bytes are its own with `"parameters": {"binary_data_size": n}`, in input
-order. An output is answered in binary when it asks (`"parameters": {"binary_data": true}`), or
-when the request asks it of all of them (`"parameters": {"binary_data_output": true}`); the
-answer then carries the same header and layout. Error messages follow Triton's wording.
+order. An output is answered in binary when it asks (`"parameters": {"binary_data": true}`),
+or when the request asks it of all of them (`"parameters": {"binary_data_output": true}`);
+the answer then carries the same header and layout. Error messages follow Triton's wording.
+(A gzip body is inflated by the body reader before it gets here, as for every route.)
 """
 
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,38 +42,6 @@ class BadRequest(ValueError):
 
 class NotFound(LookupError):
     """An unknown model or version (404); the message is what the client is told."""
-
-
-class UnsupportedEncoding(BadRequest):
-    """A Content-Encoding other than identity, gzip or deflate (415)."""
-
-
-class TooLarge(BadRequest):
-    """A compressed body that inflates past the body cap (413)."""
-
-
-# zlib's wbits for each Content-Encoding tritonclient sends: gzip's header, or zlib's ("deflate" in HTTP)
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-def inflate(body: bytes, encoding: str, *, cap: int) -> bytes:
-    """The body as sent before its Content-Encoding, refused once it inflates past `cap` bytes."""
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in _WBITS:
-        raise UnsupportedEncoding(f"Content-Encoding {encoding[:40]!r} is not supported")
-    inflater = zlib.decompressobj(_WBITS[encoding])
-    try:
-        raw = inflater.decompress(body, cap + 1)  # a small body can inflate to gigabytes: stop past the cap
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
-    if len(raw) > cap:
-        raise TooLarge(f"the body inflates to over the {cap:,}-byte cap")
-    if not inflater.eof:
-        raise BadRequest(f"the body is not valid {encoding} data: it ends before its stream does")
-    if inflater.unused_data:
-        raise BadRequest(f"the body is not valid {encoding} data: {len(inflater.unused_data)} bytes follow its end")
-    return raw
 
 
 @dataclass(frozen=True)

@@ -93,21 +93,15 @@ async def version_ready(state: State, model_name: str, version: str) -> dict[str
 
 
 async def _infer(request: Request, state: ServingState, servable: Servable) -> Response:
-    body = await state.read_body(request)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    body = await state.read_body(request)  # inflated, if gzip
     header_length = request.headers.get(v2.HEADER_LENGTH)
     config = state.config
 
     def parse() -> v2.InferRequest:
-        raw = v2.inflate(body, encoding, cap=config.max_body_bytes)
-        return v2.parse_infer(raw, header_length=header_length, model=state.models.name, max_instances=config.max_instances)
+        return v2.parse_infer(body, header_length=header_length, model=state.models.name, max_instances=config.max_instances)
 
     try:
-        parsed = parse() if len(body) <= _INLINE_BODY and encoding == "identity" else await state.on_cpu(parse)
-    except v2.UnsupportedEncoding as exc:
-        raise Refused(415, str(exc), "send the body as it is, or gzip or deflate it") from None
-    except v2.TooLarge as exc:
-        raise Refused(413, str(exc), "send a smaller request") from None
+        parsed = parse() if len(body) <= _INLINE_BODY else await state.on_cpu(parse)
     except v2.BadRequest as exc:
         raise Refused(400, str(exc)) from None
     logits = await state.batcher.logits(parsed.images, servable.run_model)
