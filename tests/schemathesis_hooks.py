@@ -22,8 +22,8 @@ def _integers(value: Any) -> Any:
 
 @schemathesis.hook
 def map_body(context: Any, body: Any) -> Any:
-    """Whole floats in TF Serving request bodies become integers."""
+    """Whole floats in TF Serving (and Open Inference Protocol) request bodies become integers."""
     operation = getattr(context, "operation", None)
-    if operation is not None and ":predict" in operation.path and isinstance(body, dict):
+    if operation is not None and (":predict" in operation.path or operation.path.endswith("/infer")) and isinstance(body, dict):
         return {key: _integers(value) if key in ("instances", "inputs") else value for key, value in body.items()}
     return body

@@ -165,13 +165,15 @@ def test_tritonclient_hears_the_protocols_errors_and_the_server_goes_on(
         (b'{"inputs": [{"name": "pixels", "shape": [1, 28, 28], "datatype": "UINT8", "data": []}]}', {}, 400, "unexpected inference input 'pixels'"),
         (b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "data": ' + json.dumps([0] * 784).encode() + b'}],'
          b' "outputs": [{"name": "scores"}]}', {}, 400, "unexpected inference output 'scores'"),
+        (b'{"inputs": [{"name": "images", "datatype": {}, "shape": [1, 28, 28], "data": []}]}', {}, 400, "unexpected datatype '{}'"),
+        (b'{"id": null, "inputs": []}', {}, 400, '"id" must be a string'),
         (b"not json", {}, 400, "failed to parse the request JSON"),
         (b"{}", {"Inference-Header-Content-Length": "9999"}, 400, "Inference-Header-Content-Length must be the length"),
         (b"\x1f\x8b not gzip", {"Content-Encoding": "gzip"}, 400, "the gzip body cannot be inflated"),
         (gzip.compress(b" " * 20_000_000), {"Content-Encoding": "gzip"}, 413, "the inflated body is over the"),
         (b"{}", {"Content-Encoding": "br"}, 415, "Content-Encoding 'br' is not supported"),
     ],
-    ids=["binary-missing", "no-input", "short-json", "fractions", "wrong-input", "wrong-output", "not-json", "bad-header-length",
+    ids=["binary-missing", "no-input", "short-json", "fractions", "wrong-input", "wrong-output", "datatype-object", "null-id", "not-json", "bad-header-length",
          "bad-gzip", "gzip-bomb", "brotli"],
 )  # fmt: skip
 def test_a_bad_infer_request_gets_the_protocols_json_error(server: ServerProcess, body: bytes, headers: dict[str, str], status: int, message: str) -> None:

@@ -123,8 +123,10 @@ def parse_infer(body: bytes, *, header_length: str | None, model: str, max_insta
         raise BadRequest(f"failed to parse the request JSON: {exc}") from None
     payload = _object(payload, "the request")
     request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if "id" in payload and not isinstance(request_id, str):
         raise BadRequest('"id" must be a string')
+    if "outputs" in payload and payload["outputs"] is None:
+        raise BadRequest('"outputs" must be a list of {"name", "parameters"?}; leave it out for every output')
     binary_output = _parameters(payload, "the request").get("binary_data_output", False) is True
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(tensor, dict) for tensor in inputs):
@@ -144,7 +146,7 @@ def input_images(tensor: dict[str, Any], binary: bytes, *, model: str, max_insta
         raise BadRequest(f"unexpected inference input '{str(name)[:100]}' for model '{model}'; its input is '{INPUT}'")
     datatype = tensor.get("datatype")
     if datatype != DATATYPES[INPUT_DTYPE]:
-        shown = datatype if datatype in _ALL_DATATYPES else repr(str(datatype)[:40])
+        shown = datatype if isinstance(datatype, str) and datatype in _ALL_DATATYPES else repr(str(datatype)[:40])
         raise BadRequest(f"unexpected datatype {shown} for inference input '{INPUT}', expecting {DATATYPES[INPUT_DTYPE]}")
     shape = tensor.get("shape")
     expected = "[" + ",".join(map(str, INPUT_SHAPE)) + "]"

@@ -13,27 +13,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from mnist_cli.serving import v2
+from mnist_cli.serving import v2, v2_schemas
 from mnist_cli.serving.models import Servable
 from mnist_cli.serving.outputs import signature_outputs
 from mnist_cli.serving.state import Refused, ServingState, State
 
 _INLINE_BODY = 32 * 1024  # smaller bodies are parsed on the event loop; larger ones in a thread
 
-router = APIRouter()
+router = APIRouter(tags=["Open Inference Protocol v2"])
 
-_INFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"type": "object"},
-                "example": {"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]},
-            },
-            v2.BINARY_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
+_INFER = {"openapi_extra": v2_schemas.infer_request_body(), "response_model": None, "responses": v2_schemas.infer_responses()}
 
 
 def servable_for(state: ServingState, model_name: str, version: str = "") -> Servable:
@@ -46,46 +35,58 @@ def servable_for(state: ServingState, model_name: str, version: str = "") -> Ser
         raise Refused(404, str(exc), hint) from None
 
 
-@router.get("/v2/health/live", summary="Open Inference Protocol: the server is live")
+@router.get("/v2/health/live", summary="Open Inference Protocol: the server is live", response_model=v2_schemas.Live)
 async def live() -> dict[str, bool]:
     """Answers as long as the server runs."""
     return {"live": True}
 
 
-@router.get("/v2/health/ready", summary="Open Inference Protocol: the server is ready for inference")
+@router.get("/v2/health/ready", summary="Open Inference Protocol: the server is ready for inference", response_model=v2_schemas.Ready)
 async def ready() -> dict[str, bool]:
     """The model is loaded before the server listens, so a server that answers is ready."""
     return {"ready": True}
 
 
-@router.get("/v2", summary="Open Inference Protocol: the server's name, version and extensions")
+@router.get("/v2", summary="Open Inference Protocol: the server's name, version and extensions", response_model=v2_schemas.ServerMetadata)
 async def server_metadata() -> dict[str, Any]:
     """Server metadata."""
     return v2.server_metadata()
 
 
-@router.get("/v2/models/{model_name}", summary="Open Inference Protocol: the model's versions, input and outputs")
+@router.get(
+    "/v2/models/{model_name}", summary="Open Inference Protocol: the model's versions, input and outputs",
+    response_model=v2_schemas.ModelMetadata, responses=v2_schemas.NOT_FOUND,
+)  # fmt: skip
 async def model_metadata(state: State, model_name: str) -> dict[str, Any]:
     """Model metadata."""
     servable_for(state, model_name)
     return v2.model_metadata(state.models.name, state.models.versions())
 
 
-@router.get("/v2/models/{model_name}/versions/{version}", summary="Open Inference Protocol: a version's metadata")
+@router.get(
+    "/v2/models/{model_name}/versions/{version}", summary="Open Inference Protocol: a version's metadata",
+    response_model=v2_schemas.ModelMetadata, responses=v2_schemas.NOT_FOUND,
+)  # fmt: skip
 async def version_metadata(state: State, model_name: str, version: str) -> dict[str, Any]:
     """Model metadata of one version."""
     servable = servable_for(state, model_name, version)
     return v2.model_metadata(state.models.name, (servable.version,))
 
 
-@router.get("/v2/models/{model_name}/ready", summary="Open Inference Protocol: the model is ready (200) or unknown (404)")
+@router.get(
+    "/v2/models/{model_name}/ready", summary="Open Inference Protocol: the model is ready (200) or unknown (404)",
+    response_model=v2_schemas.ModelReady, responses=v2_schemas.NOT_FOUND,
+)  # fmt: skip
 async def model_ready(state: State, model_name: str) -> dict[str, Any]:
     """Model readiness."""
     servable_for(state, model_name)
     return {"name": state.models.name, "ready": True}
 
 
-@router.get("/v2/models/{model_name}/versions/{version}/ready", summary="Open Inference Protocol: a version is ready (200) or unknown (404)")
+@router.get(
+    "/v2/models/{model_name}/versions/{version}/ready", summary="Open Inference Protocol: a version is ready (200) or unknown (404)",
+    response_model=v2_schemas.ModelReady, responses=v2_schemas.NOT_FOUND,
+)  # fmt: skip
 async def version_ready(state: State, model_name: str, version: str) -> dict[str, Any]:
     """Model readiness of one version."""
     servable_for(state, model_name, version)
@@ -111,21 +112,19 @@ async def _infer(request: Request, state: ServingState, servable: Servable) -> R
     return Response(content, media_type=v2.BINARY_CONTENT_TYPE, headers={v2.HEADER_LENGTH: str(json_length)})
 
 
-@router.post("/v2/models/{model_name}/infer", summary="Open Inference Protocol: inference, JSON or binary tensors", openapi_extra=_INFER_BODY)
+@router.post("/v2/models/{model_name}/infer", summary="Open Inference Protocol: inference, JSON or binary tensors", **_INFER)
 async def infer(request: Request, state: State, model_name: str) -> Response:
     """Inference with the latest version."""
     return await _infer(request, state, servable_for(state, model_name))
 
 
-@router.post(
-    "/v2/models/{model_name}/versions/{version}/infer", summary="Open Inference Protocol: inference with a given version", openapi_extra=_INFER_BODY
-)
+@router.post("/v2/models/{model_name}/versions/{version}/infer", summary="Open Inference Protocol: inference with a given version", **_INFER)
 async def infer_version(request: Request, state: State, model_name: str, version: str) -> Response:
     """Inference with a given version."""
     return await _infer(request, state, servable_for(state, model_name, version))
 
 
-@router.get("/v1/models", summary="KServe v1: the models this server serves")
+@router.get("/v1/models", summary="KServe v1: the models this server serves", response_model=v2_schemas.KServeModels, tags=["KServe v1"])
 async def kserve_models(state: State) -> dict[str, list[str]]:
     """KServe v1's model list."""
     return {"models": [state.models.name]}
