@@ -130,4 +130,4 @@ def infer_responses() -> dict[int | str, dict[str, Any]]:
     return {200: {"model": InferAnswer, "content": binary}} | schemas.errors(404, *schemas.BODY_ERRORS)
 
 
-NOT_FOUND = schemas.errors(404)
+NOT_FOUND = schemas.errors(404, 422)  # 422: FastAPI's own answer to a bad path parameter, with our error body
