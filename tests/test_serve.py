@@ -600,3 +600,34 @@ def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_pat
     names = list(DATASETS["fashion-mnist"].class_names)
     assert info["dataset"] == "fashion-mnist" and info["class_names"] == names
     assert items[0]["name"] == "Trouser" and items[0]["top_k"][0]["name"] == "Trouser"
+
+
+# --------------------------------------------------------------------------- where pictures are read
+
+
+def test_worker_processes_read_pictures_as_threads_do_and_a_killed_worker_costs_one_answer() -> None:
+    import os
+
+    from mnist_cli.inference import predict
+    from mnist_cli.serving.readers import PictureReaders
+
+    pictures = [predict.Picture(f"{label}.png", png(bar_digit(label))) for label in (2, 7)]
+
+    async def main() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        threads, processes = PictureReaders("threads"), PictureReaders("processes", workers=2)
+        processes.start()
+        try:
+            in_threads = await threads.read(pictures)
+            in_processes = await processes.read(pictures)
+            for child in processes._pool._processes.values():  # type: ignore[union-attr]
+                os.kill(child.pid, signal.SIGKILL)  # as a decoder crash would end it
+            during = await processes.read(pictures)
+            after = await processes.read(pictures)
+            return in_threads, in_processes, during, after
+        finally:
+            processes.stop()
+
+    in_threads, in_processes, during, after = asyncio.run(main())
+    assert all(np.array_equal(a, b) for a, b in zip(in_threads, in_processes))
+    assert all(isinstance(item, predict.Failure) or isinstance(item, np.ndarray) for item in during)
+    assert all(np.array_equal(a, b) for a, b in zip(in_threads, after))  # a new pool took over
