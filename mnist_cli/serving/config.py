@@ -31,10 +31,10 @@ class ServeConfig:
     max_connections: int = 512  # beyond this uvicorn answers 503 at once
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long to finish on Ctrl-C or SIGTERM
     model_name: str = "mnist"  # the name in TF Serving's URLs: /v1/models/<name>:predict
-    # Where /predict reads pictures: "threads" of the server (OpenCV and Pillow release Python's
-    # lock; on 2 cores they served more than worker processes, benchmarks/RESULTS.md section 6)
-    # or "processes", one per core; `preprocess_workers` 0 means one per core.
-    preprocessing: str = "threads"
+    # Where /predict reads pictures: "processes", one per core, each with its own Python lock
+    # (2.1x the requests/s of threads at 32 clients on 2 cores, benchmarks/RESULTS.md section 6),
+    # or "threads" of the server; `preprocess_workers` 0 means one per core.
+    preprocessing: str = "processes"
     preprocess_workers: int = 0
 
     def __post_init__(self) -> None:

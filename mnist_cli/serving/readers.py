@@ -3,9 +3,8 @@
 Preprocessing a picture is CPU work, part of it under Python's global lock (NumPy's small
 steps). In threads of the server it competes for that lock with the event loop, which parses
 requests and writes answers; in worker processes each picture has a core and a lock of its
-own, and the server's process only decodes HTTP and runs the model, but each hand-off to the
-pool costs the event loop about a millisecond; on 2 cores threads served more (benchmarks/
-RESULTS.md, section 6), so they are the default. A worker that dies (a decoder crash) takes only its picture with
+own, and the server's process only decodes HTTP and runs the model: at 32 clients on 2 cores
+that served 2.1x the requests/s of threads (benchmarks/RESULTS.md, section 6). A worker that dies (a decoder crash) takes only its picture with
 it: the pool is replaced and that picture is answered as unreadable.
 """
 
@@ -40,7 +39,7 @@ def _ready(_: int) -> bool:
 class PictureReaders:
     """Reads pictures into 28x28 digits on `workers` cores, in processes or threads."""
 
-    def __init__(self, kind: str = THREADS, workers: int = 0) -> None:
+    def __init__(self, kind: str = PROCESSES, workers: int = 0) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
