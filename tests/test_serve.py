@@ -619,8 +619,9 @@ def test_worker_processes_read_pictures_as_threads_do_and_a_killed_worker_costs_
         try:
             in_threads = await threads.read(pictures)
             in_processes = await processes.read(pictures)
-            for child in processes._pool._processes.values():  # type: ignore[union-attr]
-                os.kill(child.pid, signal.SIGKILL)  # as a decoder crash would end it
+            for worker in processes._pool:
+                os.kill(worker.process.pid, signal.SIGKILL)  # as a decoder crash would end it
+                worker.process.join()
             during = await processes.read(pictures)
             after = await processes.read(pictures)
             return in_threads, in_processes, during, after

@@ -68,7 +68,7 @@ def create_app(
             yield
         finally:
             await state.batcher.stop()
-            await anyio.to_thread.run_sync(state.readers.stop)
+            state.readers.stop()  # on the loop: it removes the workers' pipe readers
 
     app = FastAPIOffline(
         title="mnist serve",
