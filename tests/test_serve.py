@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import re
 import signal
@@ -12,37 +11,22 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-import pictures
 from mnist_cli.cli import app
 from mnist_cli.core.errors import ADDRESS, MODEL, USAGE
-from mnist_cli.serving.batching import Batcher
-from serving import REPO, ServerProcess, raw_request, read_answer
+from serving import REPO, ServerProcess, bar_digit, good_request_works, png, raw_request, read_answer
 
 BODY_TIMEOUT = 3  # seconds, short so that the trickling client is cut off quickly
 MAX_BODY_MB = 1
 MAX_INSTANCES = 8
-
-
-def bar_digit(label: int) -> np.ndarray:
-    """A digit of the tiny data set (a bar at row 3 + 2 * label), as preprocessing keeps it."""
-    image = np.zeros((28, 28), np.uint8)
-    image[3 + 2 * label : 5 + 2 * label, 4:24] = 255
-    return image
-
-
-def png(image: np.ndarray) -> bytes:
-    return pictures.encode(Image.fromarray(image), "PNG")
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +44,6 @@ def server(run: Path) -> Any:
         yield process.start()
     finally:
         process.stop()
-
-
-def good_request_works(server: ServerProcess) -> None:
-    with server.client() as client:
-        answer = client.post("/predict", content=png(bar_digit(3)), headers={"Content-Type": "image/png"})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()[0]["prediction"] == 3
-        rows = client.post("/v1/models/mnist:predict", json={"instances": [bar_digit(5).tolist()]})
-        assert rows.status_code == 200 and rows.json()["predictions"][0]["classes"] == 5
 
 
 # --------------------------------------------------------------------------- good requests
@@ -100,97 +75,6 @@ def test_predict_answers_what_mnist_predict_json_prints(server: ServerProcess, r
     assert np.array_equal(np.array(item["image"], np.uint8), bar_digit(4))  # what the network saw
 
 
-def test_tf_serving_rows_columns_status_and_metadata(server: ServerProcess) -> None:
-    digits = [bar_digit(label).tolist() for label in (1, 7)]
-    with server.client() as client:
-        rows = client.post("/v1/models/mnist:predict", json={"instances": digits}).json()
-        named = client.post("/v1/models/mnist:predict", json={"signature_name": "serving_default", "instances": [{"images": d} for d in digits]}).json()
-        columns = client.post("/v1/models/mnist/versions/1:predict", json={"inputs": {"images": digits}}).json()
-        status = client.get("/v1/models/mnist").json()
-        metadata = client.get("/v1/models/mnist/metadata").json()
-    assert [row["classes"] for row in rows["predictions"]] == [1, 7]
-    assert named == rows
-    for row in rows["predictions"]:
-        assert set(row) == {"logits", "probabilities", "classes"}
-        assert sum(row["probabilities"]) == pytest.approx(1.0, abs=1e-5)
-        assert row["classes"] == int(np.argmax(row["logits"]))
-    assert columns["outputs"]["classes"] == [1, 7]
-    assert columns["outputs"]["logits"] == [row["logits"] for row in rows["predictions"]]
-    assert status["model_version_status"][0]["state"] == "AVAILABLE"
-    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    assert signature["inputs"]["images"]["dtype"] == "DT_UINT8"
-    assert set(signature["outputs"]) == {"logits", "probabilities", "classes"}
-
-
-def test_tf_serving_takes_the_default_signature_by_an_empty_name_and_ignores_unknown_keys(server: ServerProcess) -> None:
-    digits = [bar_digit(label).tolist() for label in (2, 8)]
-    with server.client() as client:
-        plain = client.post(TF, json={"instances": digits}).json()
-        empty = client.post(TF, json={"signature_name": "", "instances": digits}).json()
-        extra = client.post(TF, json={"instances": digits, "model_spec": {"name": "x"}, "note": 1.5, "inputs_typo": [0.5]})
-    assert [row["classes"] for row in plain["predictions"]] == [2, 8]
-    assert empty == plain
-    assert extra.status_code == 200 and extra.json() == plain
-
-
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=9)
-
-
-def test_gzip_bodies_are_inflated_for_every_endpoint(server: ServerProcess) -> None:
-    rows = json.dumps({"instances": [bar_digit(4).tolist()]}).encode()
-    with server.client() as client:
-        tf = client.post(TF, content=_gzip(rows), headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
-        picture = client.post("/predict", content=_gzip(png(bar_digit(6))), headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
-    assert tf.status_code == 200 and tf.json()["predictions"][0]["classes"] == 4
-    assert picture.status_code == 200 and picture.json()[0]["prediction"] == 6
-
-
-@pytest.mark.parametrize(
-    ("body", "encoding", "status", "message"),
-    [
-        # 64 MiB of zeros in a 64 kB gzip stream: under the 1 MiB cap as sent, far over it inflated.
-        (_gzip(b"0" * (64 * 1024 * 1024)), "gzip", 413, "the inflated body is over the"),
-        (_gzip(b'{"instances": []}')[:-12], "gzip", 400, "truncated"),
-        (b"plainly not gzip", "gzip", 400, "cannot be inflated"),
-        (b'{"instances": []}', "br", 415, "Content-Encoding 'br' is not supported"),
-    ],
-    ids=["gzip-bomb", "truncated-gzip", "not-gzip", "unknown-encoding"],
-)
-def test_a_bad_or_bombing_gzip_body_is_refused_and_the_server_goes_on(server: ServerProcess, body: bytes, encoding: str, status: int, message: str) -> None:
-    with server.client() as client:
-        answer = client.post(TF, content=body, headers={"Content-Type": "application/json", "Content-Encoding": encoding})
-    assert answer.status_code == status and message in answer.json()["error"], answer.text
-    good_request_works(server)
-
-
-def test_tf_serving_version_status_and_metadata_name_the_savedmodels_tensors(server: ServerProcess, run: Path, tmp_path: Path) -> None:
-    from tensorflow.python.tools import saved_model_utils
-
-    with server.client() as client:
-        status = client.get("/v1/models/mnist/versions/1").json()
-        metadata = client.get("/v1/models/mnist/versions/1/metadata").json()
-        latest = client.get("/v1/models/mnist/metadata").json()
-        missing = client.get("/v1/models/mnist/versions/2/metadata")
-    assert status == {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
-    assert metadata == latest and metadata["model_spec"]["version"] == "1"
-    assert missing.status_code == 404 and "Specific(mnist, 2)" in missing.json()["error"]
-    # What `mnist export` writes for TF Serving is what the metadata describes, tensor names included.
-    exported = tmp_path / "saved_model"
-    result = CliRunner().invoke(app, ["export", str(run), "--format", "savedmodel", "-o", str(exported)])
-    assert result.exit_code == 0, result.stderr
-    signature = saved_model_utils.get_meta_graph_def(str(exported), "serve").signature_def["serving_default"]
-    described = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    assert described["method_name"] == signature.method_name
-    for side in ("inputs", "outputs"):
-        real = getattr(signature, side)
-        assert set(described[side]) == set(real)
-        for key, tensor in described[side].items():
-            assert tensor["name"] == real[key].name
-            assert tensor["dtype"] == type(real[key]).DESCRIPTOR.fields_by_name["dtype"].enum_type.values_by_number[real[key].dtype].name
-            assert [int(d["size"]) for d in tensor["tensor_shape"]["dim"]] == [d.size for d in real[key].tensor_shape.dim]
-
-
 def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
     with server.client() as client:
         page = client.get("/", headers={"Accept": "text/html"})  # a browser; other clients get KServe v1 liveness JSON
@@ -211,29 +95,6 @@ def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
         assert client.get("/openapi.json").json()["paths"]["/predict"]
     assert info["run"] == run.name and info["dataset"] == "mnist" and info["test_accuracy"] == 1.0
     assert info["class_names"] == [str(d) for d in range(10)]
-
-
-def test_the_openapi_document_names_the_model_versions_errors_and_media_types(server: ServerProcess) -> None:
-    with server.client() as client:
-        document = client.get("/openapi.json").json()
-        wrong_method = client.get("/v1/models/mnist:predict")
-    paths = document["paths"]
-    for path in ("/v1/models/{model_name}:predict", "/v1/models/{model_name}/versions/{version}/metadata"):
-        for parameter in next(iter(paths[path].values()))["parameters"]:
-            expected = ["mnist"] if parameter["name"] == "model_name" else [1]
-            assert parameter["schema"]["enum"] == expected, (path, parameter)
-    tf = paths["/v1/models/{model_name}:predict"]["post"]
-    body = tf["requestBody"]["content"]["application/json"]["schema"]
-    assert body["properties"]["instances"]["anyOf"][0]["maxItems"] == MAX_INSTANCES  # this server's --max-instances
-    assert {"200", "400", "404", "408", "413", "415", "422"} <= set(tf["responses"])
-    error = tf["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-    assert set(document["components"]["schemas"][error]["properties"]) == {"error", "hint"}
-    assert "HTTPValidationError" not in document["components"]["schemas"]  # 422 is the real error body
-    predict = paths["/predict"]["post"]
-    assert {"image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp", "multipart/form-data"} <= set(predict["requestBody"]["content"])
-    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
-    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
-    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
 
 
 def test_one_log_line_per_request_with_method_path_status_and_milliseconds(server: ServerProcess) -> None:
@@ -491,89 +352,6 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(server: ServerPro
     assert server.stderr[-1] == "stopped (SIGTERM)"
 
 
-# --------------------------------------------------------------------------- the batcher
-
-
-def _run_batcher(batcher: Batcher, requests: list[np.ndarray]) -> list[np.ndarray]:
-    async def main() -> list[np.ndarray]:
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.logits(images) for images in requests))
-        finally:
-            await batcher.stop()
-
-    return asyncio.run(main())
-
-
-def _fake_model(calls: list[int]) -> Any:
-    def run(images: np.ndarray) -> np.ndarray:
-        calls.append(len(images))
-        time.sleep(0.01)  # a model call takes time; requests arriving meanwhile form the next batch
-        return np.repeat(images.reshape(len(images), -1)[:, :1].astype(np.float32), 10, axis=1)
-
-    return run
-
-
-def test_concurrent_requests_share_model_calls_and_each_gets_its_own_rows() -> None:
-    calls: list[int] = []
-    requests = [np.full((1 + i % 3, 28, 28), i, np.uint8) for i in range(40)]
-    results = _run_batcher(Batcher(_fake_model(calls), max_batch_size=16, max_wait_s=0.05), requests)
-    for images, logits in zip(requests, results):
-        assert logits.shape == (len(images), 10) and (logits == images[0, 0, 0]).all()
-    assert sum(calls) == sum(len(r) for r in requests)
-    assert len(calls) < len(requests) / 3 and max(calls) <= 16
-
-
-def test_without_batching_each_request_is_its_own_model_call() -> None:
-    calls: list[int] = []
-    requests = [np.full((2, 28, 28), i, np.uint8) for i in range(10)]
-    results = _run_batcher(Batcher(_fake_model(calls), enabled=False), requests)
-    assert sorted(calls) == [2] * 10
-    assert all((logits == i).all() for i, logits in enumerate(results))
-
-
-def test_a_request_larger_than_the_batch_runs_alone_and_a_model_error_reaches_only_its_batch() -> None:
-    calls: list[int] = []
-    model = _fake_model(calls)
-
-    def failing_on_sevens(images: np.ndarray) -> np.ndarray:
-        if (images == 7).any():
-            raise RuntimeError("model failed")
-        return model(images)
-
-    async def main() -> tuple[Any, Any, Any]:
-        batcher = Batcher(failing_on_sevens, max_batch_size=4, max_wait_s=0.0)
-        await batcher.start()
-        try:
-            big = await batcher.logits(np.zeros((9, 28, 28), np.uint8))
-            with pytest.raises(RuntimeError, match="model failed"):
-                await batcher.logits(np.full((1, 28, 28), 7, np.uint8))
-            after = await batcher.logits(np.ones((1, 28, 28), np.uint8))
-            return big, after, calls
-        finally:
-            await batcher.stop()
-
-    big, after, calls = asyncio.run(main())
-    assert big.shape == (9, 10) and calls[0] == 9
-    assert after.shape == (1, 10)
-
-
-def test_a_lone_request_does_not_wait_for_company_when_no_other_request_is_coming() -> None:
-    calls: list[int] = []
-    in_flight = [1]
-
-    async def main() -> np.ndarray:
-        # An hour's wait: the request must still be answered at once, as nothing else is in flight.
-        batcher = Batcher(_fake_model(calls), max_batch_size=64, max_wait_s=3600, in_flight=lambda: in_flight[0])
-        await batcher.start()
-        try:
-            return await asyncio.wait_for(batcher.logits(np.zeros((1, 28, 28), np.uint8)), timeout=120)
-        finally:
-            await batcher.stop()
-
-    assert asyncio.run(main()).shape == (1, 10) and calls == [1]
-
-
 def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -600,3 +378,4 @@ def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_pat
     names = list(DATASETS["fashion-mnist"].class_names)
     assert info["dataset"] == "fashion-mnist" and info["class_names"] == names
     assert items[0]["name"] == "Trouser" and items[0]["top_k"][0]["name"] == "Trouser"
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -23,6 +24,7 @@ from mnist_cli.serving.config import ServeConfig
 from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.serving.models import FIRST_VERSION, ModelRegistry, make_servable, model_info
 from mnist_cli.serving.observe import Observe, OnRequest, RequestLog
+from mnist_cli.serving.readers import PictureReaders
 from mnist_cli.serving.routers import ops, page, predict, tfserving, v2
 from mnist_cli.serving.state import ServingState, install_error_handlers
 
@@ -41,7 +43,8 @@ def make_state(loaded: Loaded, config: ServeConfig) -> ServingState:
         on_batch=metrics.observe_batch,
         in_flight=lambda: state.in_flight,
     )
-    state = ServingState(config=config, models=models, batcher=batcher, metrics=metrics)
+    readers = PictureReaders(config.preprocessing, config.preprocess_workers)
+    state = ServingState(config=config, models=models, batcher=batcher, metrics=metrics, readers=readers)
     return state
 
 
@@ -58,12 +61,14 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.batcher.start()
+        await anyio.to_thread.run_sync(state.readers.start)
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
             await state.batcher.stop()
+            state.readers.stop()  # on the loop: it removes the workers' pipe readers
 
     app = FastAPIOffline(
         title="mnist serve",

@@ -27,6 +27,7 @@ from mnist_cli.serving.batching import Batcher
 from mnist_cli.serving.config import ServeConfig
 from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.serving.models import ModelRegistry
+from mnist_cli.serving.readers import PictureReaders
 
 T = TypeVar("T")
 GZIP = ("gzip", "x-gzip")  # the Content-Encodings the server inflates
@@ -79,7 +80,8 @@ class ServingState:
     models: ModelRegistry
     batcher: Batcher
     metrics: ServerMetrics
-    # Preprocessing is CPU work: more threads than cores only add contention (and malloc arenas).
+    readers: PictureReaders = field(default_factory=lambda: PictureReaders("threads"))
+    # Parsing large bodies is CPU work: more threads than cores only add contention (and malloc arenas).
     cpu_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(max(2, os.cpu_count() or 2)))
     in_flight: int = 0  # requests being handled now; the batcher waits for company only if others are
 
@@ -135,8 +137,8 @@ def inflate(body: bytes, cap: int) -> bytes:
     return inflated
 
 
-def serving_state(request: Request) -> ServingState:
-    """The app's shared state (a FastAPI dependency)."""
+async def serving_state(request: Request) -> ServingState:
+    """The app's shared state (a FastAPI dependency; async, as FastAPI runs a plain function in a worker thread)."""
     return request.app.state.serving
 
 

@@ -16,9 +16,15 @@ _LIGHT_CELLS = 32  # cells across the longest side for the lighting estimate
 _LIGHT_WINDOW = 7  # cells across the window whose median is the paper (about a fifth of the picture)
 _CELL_SAMPLES = 6  # pixels sampled across a cell for its median (a median of 36 is as good as of 169)
 _MAX_GAIN = 4.0  # contrast is restored up to a paper 4x darker than the best-lit part (beyond that: noise)
+_HARD_STEP = 0.2  # share of the light lost within 3 pixels at a hard shadow's edge, at least
+_HARD_PEN = 0.075  # the closing's radius, at most, as a share of the picture's shorter side
+_HARD_LENGTH = 0.5  # ... along a length of half the picture's shorter side, at least
 _FLAT_SHARE = 0.5  # share of pixels exactly the paper's colour that marks a digital drawing's flat paper
+_MEAN3 = np.full((1, 3), 1.0 / 3.0, dtype=np.float32)
 _LUMA = np.array([[0.299, 0.587, 0.114]], dtype=np.float32)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_SQUARE = np.ones((3, 3), np.uint8)
+_EDGE_ZONE = np.ones((5, 5), np.uint8)
 
 
 def no_digit() -> InputError:
@@ -35,11 +41,12 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
 
 def distance(pixels: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """Colour distance from the paper on the 0..255 scale (a grey difference stays itself)."""
+    # Each full-size array costs fresh memory pages: the difference is squared in place.
     diff = np.subtract(pixels, paper, dtype=np.float32)
     if diff.shape[-1] == 1:  # grey: the distance is the difference's size, without the square root's cost
-        return np.abs(diff[..., 0])
-    squared = cv2.multiply(diff, diff)
-    return cv2.sqrt(cv2.transform(squared, np.full((1, 3), 1.0 / 3.0, dtype=np.float32)))
+        return np.abs(diff[..., 0], out=diff[..., 0])
+    np.multiply(diff, diff, out=diff)
+    return cv2.sqrt(cv2.transform(diff, _MEAN3))
 
 
 def ink(pixels: np.ndarray) -> np.ndarray:
@@ -51,7 +58,9 @@ def ink(pixels: np.ndarray) -> np.ndarray:
     # The paper's lighting (a lamp to one side, dark corners, a shadow) is estimated first and
     # divided out, so ink in the dark half of a page counts as much as ink in the light half.
     lit = paper if flat else _background(pixels)
-    first = distance(pixels, lit) if flat else distance(pixels, lit) * _gain(lit)
+    first = distance(pixels, lit)
+    if not flat:
+        first *= _gain(lit)
     rough = first > max(_MIN_CONTRAST, 6.0 * _median(first))
     if np.count_nonzero(rough) < 4:
         raise no_digit()
@@ -63,7 +72,9 @@ def ink(pixels: np.ndarray) -> np.ndarray:
     else:
         grown = cv2.dilate(rough.view(np.uint8), _CROSS, iterations=2).view(bool)
         surface = _paper_surface(pixels, ~grown, paper)
-        dist = distance(pixels, surface) * _gain(surface)
+        surface = _sharp_light(lum, surface, rough, dark_ink)
+        dist = distance(pixels, surface)
+        dist *= _gain(surface)
         lighter = lum - luminance(surface)
     # Specks on the wrong side of the paper (glare on dark ink paper, dust on a black screen) are not ink.
     toward_ink = -lighter if dark_ink else lighter
@@ -127,9 +138,11 @@ def _background(pixels: np.ndarray) -> np.ndarray:
     height, width, channels = pixels.shape
     cell = max(2, math.ceil(max(height, width) / _LIGHT_CELLS))
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
-    padded = cv2.copyMakeBorder(pixels, 0, rows * cell - height, 0, cols * cell - width, cv2.BORDER_REPLICATE)
-    step = max(1, cell // _CELL_SAMPLES)
-    blocks = padded.reshape(rows, cell, cols, cell, channels)[:, ::step, :, ::step]
+    # Only the sampled pixels are gathered; cells past the edge repeat its last row or column.
+    offsets = np.arange(0, cell, max(1, cell // _CELL_SAMPLES))
+    across = np.minimum(np.arange(rows)[:, None] * cell + offsets, height - 1).ravel()
+    along = np.minimum(np.arange(cols)[:, None] * cell + offsets, width - 1).ravel()
+    blocks = pixels.take(across, axis=0).take(along, axis=1).reshape(rows, len(offsets), cols, len(offsets), channels)
     samples = blocks.transpose(0, 2, 4, 1, 3).reshape(rows, cols, channels, -1)
     middle = samples.shape[-1] // 2  # the median's rank (the upper of the two middle ones when even)
     cells = np.ascontiguousarray(np.partition(samples, middle, axis=-1)[..., middle])
@@ -175,9 +188,14 @@ def _gain(surface: np.ndarray) -> np.ndarray:
 
 def upsample(grid: np.ndarray, cell: int, height: int, width: int) -> np.ndarray:
     """A coarse [rows, cols, C] grid of cell values, bilinearly interpolated to [height, width, C]."""
-    rows, cols, channels = grid.shape
-    fine = cv2.resize(np.ascontiguousarray(grid, dtype=np.float32), (cols * cell, rows * cell), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(fine.reshape(rows * cell, cols * cell, channels)[:height, :width])
+    channels = grid.shape[-1]
+    # The bilinear scaling to whole cells (pixel centres aligned, edges repeated), made only
+    # for the picture's part: a resize to whole cells and a crop would cost two full copies.
+    offset = 0.5 / cell - 0.5
+    scale = np.array([[1.0 / cell, 0.0, offset], [0.0, 1.0 / cell, offset]])
+    grid = np.ascontiguousarray(grid, dtype=np.float32)
+    fine = cv2.warpAffine(grid, scale, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return fine.reshape(height, width, channels)
 
 
 def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -185,12 +203,13 @@ def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndar
     height, width, channels = pixels.shape
     cell = max(8, math.ceil(max(height, width) / 16))
     rows, cols = math.ceil(height / cell), math.ceil(width / cell)
-    bottom, right = rows * cell - height, cols * cell - width
-    weight = paper_mask.astype(np.float32)
-    sums = pixels * weight[..., None]
+    weight = np.zeros((rows * cell, cols * cell), np.float32)
+    weight[:height, :width] = paper_mask
+    sums = np.zeros((rows * cell, cols * cell, channels), np.float32)
+    np.multiply(pixels, weight[:height, :width, None], out=sums[:height, :width])
     # Box means of each cell (INTER_AREA by a whole factor is exactly that); their ratio is the paper's mean.
-    weight = cv2.resize(cv2.copyMakeBorder(weight, 0, bottom, 0, right, cv2.BORDER_CONSTANT), (cols, rows), interpolation=cv2.INTER_AREA)
-    sums = cv2.resize(cv2.copyMakeBorder(sums, 0, bottom, 0, right, cv2.BORDER_CONSTANT), (cols, rows), interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(weight, (cols, rows), interpolation=cv2.INTER_AREA)
+    sums = cv2.resize(sums, (cols, rows), interpolation=cv2.INTER_AREA)
     weight, sums = weight.reshape(rows, cols), sums.reshape(rows, cols, channels)
     known = weight >= 0.25
     grid = np.where(known[..., None], sums / np.maximum(weight, 1e-6)[..., None], 0.0).astype(np.float32)
@@ -206,3 +225,61 @@ def _paper_surface(pixels: np.ndarray, paper_mask: np.ndarray, fallback: np.ndar
         grid[fill] = total[fill] / seen[fill][:, None]
         known = known | fill
     return upsample(grid, cell, height, width)
+
+
+def _sharp_light(lum: np.ndarray, surface: np.ndarray, rough: np.ndarray, dark_ink: bool) -> np.ndarray:
+    """The paper surface with the light's hard edges put back (a shadow cast in direct sun), from a morphological closing.
+
+    The cell estimates are smooth, so across a hard shadow's edge they are too dark on the lit
+    side and too light on the shaded one, and the edge would read as a stroke. A closing (an
+    opening for light ink) with a round pen wider than the strokes fills the strokes with the
+    paper around them but keeps a step in the paper's light as sharp as it is. It is used
+    only where the light has such a step: it also fills the paper's dark corners a little.
+    """
+    height, width = lum.shape
+    # Half the widest stroke: the largest distance from a mark pixel to the paper.
+    half = float(cv2.distanceTransform(rough.view(np.uint8), cv2.DIST_L2, 3).max())
+    # A digit's strokes are an eighth of its height at most, so the pen stays narrower than
+    # a shadow band however much of the band the first estimate took for marks.
+    radius = math.ceil(min(1.5 * half, _HARD_PEN * min(height, width)))
+    filled = _closed(lum, radius, dark_ink)
+    steps = _steps(filled)
+    if cv2.countNonZero(steps) < _HARD_LENGTH * min(height, width):
+        return surface
+    # On the edge itself (blurred by the lens and JPEG over a pixel or two) the paper is taken
+    # as dark as the shaded side, so only marks darker than that count as ink there.
+    near = cv2.dilate(steps, _EDGE_ZONE).view(bool)
+    shaded = cv2.erode(filled, _EDGE_ZONE) if dark_ink else cv2.dilate(filled, _EDGE_ZONE)
+    filled = np.where(near, shaded, filled)
+    ratio = filled / np.maximum(luminance(surface), 1.0)
+    return np.multiply(surface, ratio[..., None], out=surface)
+
+
+def _steps(light: np.ndarray) -> np.ndarray:
+    """Where the light changes by a fifth or more within 3 pixels (a soft shadow's edge takes ten times that), uint8."""
+    jump = cv2.morphologyEx(light, cv2.MORPH_GRADIENT, _SQUARE) / np.maximum(light, 1.0)
+    return (jump >= _HARD_STEP).view(np.uint8)
+
+
+def _closed(lum: np.ndarray, radius: int, dark_ink: bool) -> np.ndarray:
+    """The paper's brightness with the strokes filled in."""
+    quiet = cv2.medianBlur(lum, 3)  # the closing's maximum would otherwise pick the sensor noise's peaks
+    return _round_closing(quiet, radius, dark_ink)
+
+
+def _round_closing(values: np.ndarray, radius: int, dark_ink: bool) -> np.ndarray:
+    """A closing (an opening for light ink) by an octagon of the radius.
+
+    A square pen would not fit inside a shadow band running diagonally; an octagon fits any
+    band as wide as it. It is a square grown by a diamond (crosses in turn), their radii in
+    the regular octagon's proportion (the square's is 1/sqrt(2) of the diamond's).
+    """
+    diamond = round(radius / (1 + 0.5**0.5))
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * (radius - diamond) + 1,) * 2)
+    grow, shrink = (cv2.dilate, cv2.erode) if dark_ink else (cv2.erode, cv2.dilate)
+    out = values
+    for operation in (grow, shrink):
+        out = operation(out, square, borderType=cv2.BORDER_REPLICATE)
+        if diamond:
+            out = operation(out, _CROSS, iterations=diamond, borderType=cv2.BORDER_REPLICATE)
+    return out

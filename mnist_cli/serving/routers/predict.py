@@ -38,7 +38,7 @@ async def predict_pictures(
     if len(pictures) > state.config.max_instances:
         raise Refused(400, f"too many pictures: {len(pictures)}, at most {state.config.max_instances} per request")
     servable = state.models.current()
-    read = await state.on_cpu(lambda: predict.read_pictures(pictures))
+    read = await state.readers.read(pictures)
     images = predict.readable_images(read)
     logits = await state.batcher.logits(images, servable.run_model) if len(images) else images
     results = predict.classified(servable.loaded, pictures, read, logits)
