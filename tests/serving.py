@@ -1,4 +1,4 @@
-"""Helpers for the `mnist serve` tests: a real server process on a free loopback port, and raw HTTP."""
+"""Helpers for the `mnist serve` tests: a real server process on a free loopback port, raw HTTP, and the tiny data set's digits."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+import pictures
+from helpers import REPO, bar_digit
+
 URL_LINE = re.compile(r"serving at (http://\S+/) ")
 START_DEADLINE = 180.0  # TensorFlow's import and the model's load on a busy 2-core CI box
 
@@ -114,3 +117,18 @@ def read_answer(sock: socket.socket) -> bytes:
         if match and len(rest) >= int(match.group(1)):
             break
     return data
+
+
+def png(image: np.ndarray) -> bytes:
+    """The PNG file of a uint8 picture."""
+    return pictures.encode(Image.fromarray(image), "PNG")
+
+
+def good_request_works(server: ServerProcess) -> None:
+    """The server still answers a good /predict and a good TF Serving request (after a bad one)."""
+    with server.client() as client:
+        answer = client.post("/predict", content=png(bar_digit(3)), headers={"Content-Type": "image/png"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()[0]["prediction"] == 3
+        rows = client.post("/v1/models/mnist:predict", json={"instances": [bar_digit(5).tolist()]})
+        assert rows.status_code == 200 and rows.json()["predictions"][0]["classes"] == 5

@@ -11,31 +11,23 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-import pictures
 from mnist_cli.cli import app
 from mnist_cli.core.errors import ADDRESS, MODEL, USAGE
-from mnist_cli.serving.batching import Batcher
-from helpers import bar_digit
-from serving import REPO, ServerProcess, raw_request, read_answer
+from helpers import REPO, bar_digit
+from serving import ServerProcess, good_request_works, png, raw_request, read_answer
 
 BODY_TIMEOUT = 3  # seconds, short so that the trickling client is cut off quickly
 MAX_BODY_MB = 1
 MAX_INSTANCES = 8
-
-
-def png(image: np.ndarray) -> bytes:
-    return pictures.encode(Image.fromarray(image), "PNG")
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +45,6 @@ def server(run: Path) -> Any:
         yield process.start()
     finally:
         process.stop()
-
-
-def good_request_works(server: ServerProcess) -> None:
-    with server.client() as client:
-        answer = client.post("/predict", content=png(bar_digit(3)), headers={"Content-Type": "image/png"})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()[0]["prediction"] == 3
-        rows = client.post("/v1/models/mnist:predict", json={"instances": [bar_digit(5).tolist()]})
-        assert rows.status_code == 200 and rows.json()["predictions"][0]["classes"] == 5
 
 
 # --------------------------------------------------------------------------- good requests
@@ -93,31 +76,9 @@ def test_predict_answers_what_mnist_predict_json_prints(server: ServerProcess, r
     assert np.array_equal(np.array(item["image"], np.uint8), bar_digit(4))  # what the network saw
 
 
-def test_tf_serving_rows_columns_status_and_metadata(server: ServerProcess) -> None:
-    digits = [bar_digit(label).tolist() for label in (1, 7)]
-    with server.client() as client:
-        rows = client.post("/v1/models/mnist:predict", json={"instances": digits}).json()
-        named = client.post("/v1/models/mnist:predict", json={"signature_name": "serving_default", "instances": [{"images": d} for d in digits]}).json()
-        columns = client.post("/v1/models/mnist/versions/1:predict", json={"inputs": {"images": digits}}).json()
-        status = client.get("/v1/models/mnist").json()
-        metadata = client.get("/v1/models/mnist/metadata").json()
-    assert [row["classes"] for row in rows["predictions"]] == [1, 7]
-    assert named == rows
-    for row in rows["predictions"]:
-        assert set(row) == {"logits", "probabilities", "classes"}
-        assert sum(row["probabilities"]) == pytest.approx(1.0, abs=1e-5)
-        assert row["classes"] == int(np.argmax(row["logits"]))
-    assert columns["outputs"]["classes"] == [1, 7]
-    assert columns["outputs"]["logits"] == [row["logits"] for row in rows["predictions"]]
-    assert status["model_version_status"][0]["state"] == "AVAILABLE"
-    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    assert signature["inputs"]["images"]["dtype"] == "DT_UINT8"
-    assert set(signature["outputs"]) == {"logits", "probabilities", "classes"}
-
-
 def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
     with server.client() as client:
-        page = client.get("/")
+        page = client.get("/", headers={"Accept": "text/html"})  # a browser; other clients get KServe v1 liveness JSON
         assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
         # Every asset the page loads comes from the server itself: no CDN, no web fonts.
         for url in re.findall(r'(?:src|href)="([^"]+)"', page.text):
@@ -190,19 +151,25 @@ BAD_REQUESTS = {
     "json-not-an-object": (TF, b"[1, 2, 3]", "application/json", 400, "must be a JSON object"),
     "neither-instances-nor-inputs": (TF, b'{"signature_name": "serving_default"}', "application/json", 400, "exactly one of"),
     "both-instances-and-inputs": (TF, json.dumps({"instances": [ONE], "inputs": [ONE]}).encode(), "application/json", 400, "exactly one of"),
-    "unknown-field": (TF, json.dumps({"instances": [ONE], "extra": 1}).encode(), "application/json", 400, "unknown field"),
     "wrong-shape": (TF, json.dumps({"instances": [ONE[:27]]}).encode(), "application/json", 400, "28x28"),
     "flat-784": (TF, json.dumps({"instances": [[0] * 784]}).encode(), "application/json", 400, "28x28"),
     "ragged-rows": (TF, json.dumps({"instances": [ONE[:27] + [[0] * 5]]}).encode(), "application/json", 400, "different lengths"),
     "value-over-255": (TF, json.dumps({"instances": [[[300] * 28] * 28]}).encode(), "application/json", 400, "0 to 255"),
     "negative-value": (TF, json.dumps({"instances": [[[-1] * 28] * 28]}).encode(), "application/json", 400, "0 to 255"),
-    "fractions": (TF, json.dumps({"instances": [[[0.5] * 28] * 28]}).encode(), "application/json", 400, "whole numbers"),
+    # TF Serving's IsInt() check for a uint8 input, in its words: a written fraction is never a pixel.
+    "fractions": (TF, json.dumps({"instances": [[[0.5] * 28] * 28]}).encode(), "application/json", 400, "JSON Value: 0.5 Type: Number is not of expected type: uint8"),
+    "float-zero": (TF, json.dumps({"instances": [[[0] * 27 + [0.0]] * 28]}).encode(), "application/json", 400, "JSON Value: 0.0 Type: Number is not of expected type: uint8"),
+    "exponent": (TF, json.dumps({"inputs": [[[0] * 28] * 27 + [[1e2] * 28]]}).encode(), "application/json", 400, "JSON Value: 100.0 Type: Number"),
+    "signature-not-a-string": (TF, json.dumps({"signature_name": 5, "instances": [ONE]}).encode(), "application/json", 400, "'signature_name' key must be a string value"),
+    "classify": ("/v1/models/mnist:classify", b'{"examples": []}', "application/json", 400, "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict"),
+    "regress": ("/v1/models/mnist/versions/1:regress", b'{"examples": []}', "application/json", 400, "Expected regression signature method_name to be tensorflow/serving/regress. Was: tensorflow/serving/predict"),
+    "classify-unknown-model": ("/v1/models/resnet:classify", b"{}", "application/json", 404, "Servable not found for request: Latest(resnet)"),
     "strings": (TF, json.dumps({"instances": [[["1"] * 28] * 28]}).encode(), "application/json", 400, "strings"),
     "nan": (TF, b'{"instances": [[[NaN]]]}', "application/json", 400, "NaN"),
     "huge-integer": (TF, json.dumps({"instances": [[[10**40] * 28] * 28]}).encode(), "application/json", 400, "0 to 255"),
     "deep-nesting": (TF, b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400, "nested too deeply"),
     "too-many-instances": (TF, json.dumps({"instances": [ONE] * (MAX_INSTANCES + 1)}).encode(), "application/json", 400, "too many instances"),
-    "wrong-signature": (TF, json.dumps({"signature_name": "predict", "instances": [ONE]}).encode(), "application/json", 400, "signature"),
+    "wrong-signature": (TF, json.dumps({"signature_name": "predict", "instances": [ONE]}).encode(), "application/json", 400, 'Serving signature name: "predict" not found in signature def'),
     "unknown-model": ("/v1/models/resnet:predict", json.dumps({"instances": [ONE]}).encode(), "application/json", 404, "Servable not found"),
     "unknown-version": ("/v1/models/mnist/versions/7:predict", json.dumps({"instances": [ONE]}).encode(), "application/json", 404, "Servable not found"),
     "not-an-image": ("/predict", b"hello, I am text pretending to be a picture", "image/png", 422, "is not a PNG"),
@@ -386,89 +353,6 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(server: ServerPro
     assert server.stderr[-1] == "stopped (SIGTERM)"
 
 
-# --------------------------------------------------------------------------- the batcher
-
-
-def _run_batcher(batcher: Batcher, requests: list[np.ndarray]) -> list[np.ndarray]:
-    async def main() -> list[np.ndarray]:
-        await batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.logits(images) for images in requests))
-        finally:
-            await batcher.stop()
-
-    return asyncio.run(main())
-
-
-def _fake_model(calls: list[int]) -> Any:
-    def run(images: np.ndarray) -> np.ndarray:
-        calls.append(len(images))
-        time.sleep(0.01)  # a model call takes time; requests arriving meanwhile form the next batch
-        return np.repeat(images.reshape(len(images), -1)[:, :1].astype(np.float32), 10, axis=1)
-
-    return run
-
-
-def test_concurrent_requests_share_model_calls_and_each_gets_its_own_rows() -> None:
-    calls: list[int] = []
-    requests = [np.full((1 + i % 3, 28, 28), i, np.uint8) for i in range(40)]
-    results = _run_batcher(Batcher(_fake_model(calls), max_batch_size=16, max_wait_s=0.05), requests)
-    for images, logits in zip(requests, results):
-        assert logits.shape == (len(images), 10) and (logits == images[0, 0, 0]).all()
-    assert sum(calls) == sum(len(r) for r in requests)
-    assert len(calls) < len(requests) / 3 and max(calls) <= 16
-
-
-def test_without_batching_each_request_is_its_own_model_call() -> None:
-    calls: list[int] = []
-    requests = [np.full((2, 28, 28), i, np.uint8) for i in range(10)]
-    results = _run_batcher(Batcher(_fake_model(calls), enabled=False), requests)
-    assert sorted(calls) == [2] * 10
-    assert all((logits == i).all() for i, logits in enumerate(results))
-
-
-def test_a_request_larger_than_the_batch_runs_alone_and_a_model_error_reaches_only_its_batch() -> None:
-    calls: list[int] = []
-    model = _fake_model(calls)
-
-    def failing_on_sevens(images: np.ndarray) -> np.ndarray:
-        if (images == 7).any():
-            raise RuntimeError("model failed")
-        return model(images)
-
-    async def main() -> tuple[Any, Any, Any]:
-        batcher = Batcher(failing_on_sevens, max_batch_size=4, max_wait_s=0.0)
-        await batcher.start()
-        try:
-            big = await batcher.logits(np.zeros((9, 28, 28), np.uint8))
-            with pytest.raises(RuntimeError, match="model failed"):
-                await batcher.logits(np.full((1, 28, 28), 7, np.uint8))
-            after = await batcher.logits(np.ones((1, 28, 28), np.uint8))
-            return big, after, calls
-        finally:
-            await batcher.stop()
-
-    big, after, calls = asyncio.run(main())
-    assert big.shape == (9, 10) and calls[0] == 9
-    assert after.shape == (1, 10)
-
-
-def test_a_lone_request_does_not_wait_for_company_when_no_other_request_is_coming() -> None:
-    calls: list[int] = []
-    in_flight = [1]
-
-    async def main() -> np.ndarray:
-        # An hour's wait: the request must still be answered at once, as nothing else is in flight.
-        batcher = Batcher(_fake_model(calls), max_batch_size=64, max_wait_s=3600, in_flight=lambda: in_flight[0])
-        await batcher.start()
-        try:
-            return await asyncio.wait_for(batcher.logits(np.zeros((1, 28, 28), np.uint8)), timeout=120)
-        finally:
-            await batcher.stop()
-
-    assert asyncio.run(main()).shape == (1, 10) and calls == [1]
-
-
 def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -495,3 +379,4 @@ def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_pat
     names = list(DATASETS["fashion-mnist"].class_names)
     assert info["dataset"] == "fashion-mnist" and info["class_names"] == names
     assert items[0]["name"] == "Trouser" and items[0]["top_k"][0]["name"] == "Trouser"
+

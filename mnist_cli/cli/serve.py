@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -23,6 +23,9 @@ def serve(
     target: options.TargetArgument = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 lets other machines in.")] = _DEFAULT.host,
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = _DEFAULT.port,
+    grpc_port: Annotated[
+        Optional[int], typer.Option(help="Also serve TF Serving's gRPC API on this port (TF Serving uses 8500); 0 picks a free one.")
+    ] = _DEFAULT.grpc_port,
     batching: Annotated[
         bool, typer.Option("--batching/--no-batching", help="Let concurrent requests share one model call (dynamic batching).")
     ] = _DEFAULT.batching,
@@ -45,6 +48,7 @@ def serve(
     config = ServeConfig(
         host=host,
         port=port,
+        grpc_port=grpc_port,
         batching=batching,
         max_batch_size=max_batch_size,
         batch_wait_ms=batch_wait_ms,
@@ -57,7 +61,10 @@ def serve(
 
     # The address first: a port in use is reported in milliseconds, before the model loads.
     sock = server.bind(config.host, config.port)
+    grpc_sock = None
     try:
+        if config.grpc_port is not None:
+            grpc_sock = server.bind(config.host, config.grpc_port, option="--grpc-port")
         from mnist_cli.inference import loading
 
         if not quiet:  # TensorFlow's import and the model's load take a few seconds
@@ -67,14 +74,17 @@ def serve(
 
         url = server.url(sock, config.host)
         on_request = None if quiet else _log_request
-        application = create_app(loaded, config, on_request=on_request, on_ready=lambda: _announce(loaded, config, url))
-        stopped_by = server.run(application, sock, config, on_stopping=_stopping)
+        grpc_address = server.address(grpc_sock, config.host) if grpc_sock else None
+        application = create_app(loaded, config, on_request=on_request, on_ready=lambda: _announce(loaded, config, url, grpc_address))
+        stopped_by = server.run(application, sock, config, grpc_sock=grpc_sock, on_request=on_request, on_stopping=_stopping)
     finally:
         sock.close()
+        if grpc_sock is not None:
+            grpc_sock.close()
     common.err.print(f"stopped{f' ({stopped_by})' if stopped_by else ''}", highlight=False)
 
 
-def _announce(loaded: Any, config: ServeConfig, url: str) -> None:
+def _announce(loaded: Any, config: ServeConfig, url: str, grpc_address: str | None = None) -> None:
     from mnist_cli.serving.app import model_info
 
     info = model_info(loaded, config)
@@ -94,6 +104,11 @@ def _announce(loaded: Any, config: ServeConfig, url: str) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if grpc_address:
+        from mnist_cli.serving.grpc_v2 import AVAILABLE as with_v2
+
+        also = " and the Open Inference Protocol's" if with_v2 else ""
+        common.err.print(f"gRPC at {escape(grpc_address)}: TF Serving's API{also}", highlight=False)
     # The address goes to standard output, alone on its line, for people and for scripts.
     common.out.print(f"serving at {url} (API docs at {url}docs; Ctrl-C stops)", highlight=False, soft_wrap=True)
     sys.stdout.flush()

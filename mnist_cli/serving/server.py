@@ -15,8 +15,8 @@ from mnist_cli.serving.config import ServeConfig
 _BACKLOG = 2048
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: a free one), or AddressError saying why not."""
+def bind(host: str, port: int, *, option: str = "--port") -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), or AddressError saying why not (`option` sets the port)."""
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError):
@@ -35,7 +35,7 @@ def bind(host: str, port: int) -> socket.socket:
         where = f"{host}:{port}"
         if exc.errno == errno.EADDRINUSE:
             raise AddressError(
-                f"port {port} on {host} is already in use", "stop the other server, or choose another --port (0 picks a free one)"
+                f"port {port} on {host} is already in use", f"stop the other server, or choose another {option} (0 picks a free one)"
             ) from None
         if exc.errno == errno.EADDRNOTAVAIL:
             raise AddressError(f"{host} is not an address of this machine", "use 127.0.0.1, or 0.0.0.0 for every interface") from None
@@ -45,16 +45,38 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url(sock: socket.socket, host: str) -> str:
-    """The address to open in a browser for a bound socket."""
+def address(sock: socket.socket, host: str) -> str:
+    """host:port for a client of a bound socket (an address of every interface shown as loopback)."""
     port = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
+    return f"{shown}:{port}"
 
 
-def run(app: Any, sock: socket.socket, config: ServeConfig, *, on_stopping: Callable[[str], None] | None = None) -> str | None:
-    """Serve `app` on `sock` until Ctrl-C or SIGTERM; in-flight requests finish. Returns the signal's name, if any."""
+def url(sock: socket.socket, host: str) -> str:
+    """The address to open in a browser for a bound socket."""
+    return f"http://{address(sock, host)}/"
+
+
+def run(
+    app: Any,
+    sock: socket.socket,
+    config: ServeConfig,
+    *,
+    grpc_sock: socket.socket | None = None,
+    on_request: Callable[[Any], None] | None = None,
+    on_stopping: Callable[[str], None] | None = None,
+) -> str | None:
+    """Serve `app` on `sock` (and the gRPC APIs on `grpc_sock`) until Ctrl-C or SIGTERM; in-flight requests finish.
+
+    `on_request` hears of every gRPC call (the app reports HTTP requests itself). Returns the signal's name, if any.
+    """
     import uvicorn
+
+    grpc_server = None
+    if grpc_sock is not None:
+        from mnist_cli.serving.grpc_api import GrpcServer
+
+        grpc_server = GrpcServer(app.state.serving, grpc_sock, config.host, on_request=on_request)
 
     class Server(uvicorn.Server):
         stopped_by: str | None = None
@@ -69,9 +91,17 @@ def run(app: Any, sock: socket.socket, config: ServeConfig, *, on_stopping: Call
             else:
                 self.should_exit = True
 
+        async def startup(self, sockets: Any = None) -> None:
+            # gRPC first: it listens by the time the address line says the server is ready.
+            if grpc_server is not None:
+                await grpc_server.start()
+            await super().startup(sockets=sockets)
+
         async def shutdown(self, sockets: Any = None) -> None:
             if on_stopping is not None:
                 on_stopping(self.stopped_by or "shutdown")
+            if grpc_server is not None:  # before the batcher stops with the app: RPCs in flight still need it
+                await grpc_server.stop(config.shutdown_timeout_s)
             await super().shutdown(sockets=sockets)
 
     server = Server(
