@@ -13,6 +13,11 @@ import pytest
 
 from helpers import IN_CI, invoke, write_tiny_dataset
 
+# Rich fixes a console's width from COLUMNS when the console is made. The commands' consoles
+# must therefore be made here, outside any one test's environment, as they are made outside
+# any invocation's in real use; else the first test to load a command sets every later width.
+import mnist_cli.cli.common  # noqa: E402,F401
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "tiny_data(**sizes): the sizes write_tiny_dataset gives `tiny_data_dir` and `data_dir` in this module or test")

@@ -128,10 +128,8 @@ def invoke(*args: str, input: bytes | None = None, env: dict[str, str | None] | 
     """Run `mnist ARGS` in this process (click's Result); assert no traceback escaped."""
     from typer.testing import CliRunner
 
-    from mnist_cli.cli import app, common  # noqa: F401 - see below
+    from mnist_cli.cli import app
 
-    # Rich fixes a console's width from COLUMNS when the console is made: the consoles must be
-    # made outside any one test's environment, as they are outside any invocation in real use.
     result = CliRunner().invoke(app, list(args), input=input, env=env)
     # A clean exit is SystemExit (or nothing); anything else escaped as a traceback.
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)

@@ -29,7 +29,6 @@ KNOWN_LONG_FILES = {
     "report/pictures.py",
 }
 KNOWN_LONG_FUNCTIONS = {
-    ("serving/app.py", "create_app"),
     ("report/pictures.py", "confusion_matrix_image"),
 }
 HEAVY = ("numpy", "tensorflow", "fastapi", "optuna")
