@@ -166,6 +166,40 @@ def make_predictions(model: Predictor, paths: Sequence[str], images: np.ndarray,
     return [Prediction(path, images[row], probs[row], class_names) for row, path in enumerate(paths)]
 
 
+def read_pictures(
+    items: Sequence[Picture | Failure], *, on_event: Callable[[PictureDone], None] | None = None
+) -> list[np.ndarray | Failure]:
+    """Preprocess each picture like an MNIST digit; failures keep their place."""
+    read: list[np.ndarray | Failure] = []
+    for done, item in enumerate(items, start=1):
+        result = item if isinstance(item, Failure) else read_picture(item)
+        read.append(result)
+        if on_event:
+            on_event(PictureDone(done, len(items), item.path, result if isinstance(result, Failure) else None))
+    return read
+
+
+def readable_images(read: Sequence[np.ndarray | Failure]) -> np.ndarray:
+    """The digits of the pictures that could be read, in order, as uint8 [k, 28, 28] (k may be 0)."""
+    images = [result for result in read if not isinstance(result, Failure)]
+    if not images:
+        return np.zeros((0, 28, 28), np.uint8)
+    return np.stack(images).astype(np.uint8, copy=False)
+
+
+def classified(
+    model: Predictor, items: Sequence[Picture | Failure], read: Sequence[np.ndarray | Failure], logits: np.ndarray
+) -> list[Prediction | Failure]:
+    """Each read picture's Prediction from `logits` (one row per `readable_images(read)`), failures in their place."""
+    good = [index for index, result in enumerate(read) if not isinstance(result, Failure)]
+    predictions: dict[int, Prediction] = {}
+    if good:
+        images = readable_images(read)
+        made = make_predictions(model, [items[index].path for index in good], images, logits)
+        predictions = dict(zip(good, made))
+    return [predictions.get(index, result) for index, result in enumerate(read)]  # type: ignore[misc]
+
+
 def predict_pictures(
     model: Predictor,
     items: Sequence[Picture | Failure],
@@ -178,17 +212,7 @@ def predict_pictures(
     `model` is a `loading.Loaded` (TensorFlow) or a `litert.FastModel`: the same pictures,
     the same probabilities.
     """
-    read: list[np.ndarray | Failure] = []
-    for done, item in enumerate(items, start=1):
-        result = item if isinstance(item, Failure) else read_picture(item)
-        read.append(result)
-        if on_event:
-            on_event(PictureDone(done, len(items), item.path, result if isinstance(result, Failure) else None))
-    good = [index for index, result in enumerate(read) if not isinstance(result, Failure)]
-    predictions: dict[int, Prediction] = {}
-    if good:
-        images = np.stack([read[index] for index in good]).astype(np.uint8, copy=False)
-        logits = model.logits(images, batch_size=batch_size)
-        made = make_predictions(model, [items[index].path for index in good], images, logits)
-        predictions = dict(zip(good, made))
-    return [predictions.get(index, result) for index, result in enumerate(read)]  # type: ignore[misc]
+    read = read_pictures(items, on_event=on_event)
+    images = readable_images(read)
+    logits = model.logits(images, batch_size=batch_size) if len(images) else np.zeros((0, 0), np.float32)
+    return classified(model, items, read, logits)

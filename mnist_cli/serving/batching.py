@@ -10,6 +10,9 @@ The wait is skipped when no other request is on its way (`in_flight`, the reques
 server is handling, counts no more than those already queued or in the running batch): a
 lone client then pays nothing for batching, and under load the batches fill up.
 
+A server may hold several model versions: each request names the model it wants
+(`run_model`), and a batch only ever holds requests for one model, taken in arrival order.
+
 With batching off each request calls the model itself, in the loop's thread pool.
 """
 
@@ -32,6 +35,7 @@ OnBatch = Callable[[int, float], None]  # (images in the batch, seconds the mode
 class _Waiting:
     images: np.ndarray
     future: asyncio.Future
+    run_model: RunModel
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -40,7 +44,7 @@ class Batcher:
 
     def __init__(
         self,
-        run_model: RunModel,
+        run_model: RunModel | None = None,
         *,
         enabled: bool = True,
         max_batch_size: int = 64,
@@ -87,17 +91,20 @@ class Batcher:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    async def logits(self, images: np.ndarray) -> np.ndarray:
-        """The model's logits [k, classes] for uint8 images [k, 28, 28]."""
+    async def logits(self, images: np.ndarray, run_model: RunModel | None = None) -> np.ndarray:
+        """The logits [k, classes] of `run_model` (default: the batcher's model) for uint8 images [k, 28, 28]."""
+        run_model = run_model or self._run_model
+        if run_model is None:
+            raise ValueError("no model to run: give run_model")
         if not self.enabled or self._worker is None:
             began = time.perf_counter()
-            logits = await asyncio.get_running_loop().run_in_executor(None, self._run_model, images)
+            logits = await asyncio.get_running_loop().run_in_executor(None, run_model, images)
             if self._on_batch:
                 self._on_batch(len(images), time.perf_counter() - began)
             return logits
         assert self._arrived is not None and self._full is not None
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(images, future))
+        self._waiting.append(_Waiting(images, future, run_model))
         self._queued += len(images)
         self._arrived.set()
         if self._queued >= self.max_batch_size:
@@ -105,13 +112,27 @@ class Batcher:
         return await future
 
     def _take(self) -> list[_Waiting]:
-        # At least one request, then whole requests while they fit in the batch.
+        # At least one request, then whole requests for the same model while they fit in the batch.
         batch = [self._waiting.popleft()]
         size = len(batch[0].images)
-        while self._waiting and size + len(self._waiting[0].images) <= self.max_batch_size:
-            item = self._waiting.popleft()
-            batch.append(item)
-            size += len(item.images)
+        model = batch[0].run_model
+        # `==`, not `is`: each access to a bound method makes a new object, equal to the others.
+        if all(item.run_model == model for item in self._waiting):
+            while self._waiting and size + len(self._waiting[0].images) <= self.max_batch_size:
+                item = self._waiting.popleft()
+                batch.append(item)
+                size += len(item.images)
+        else:  # several versions waiting (rare: only while one replaces another): the others keep their order
+            others: collections.deque[_Waiting] = collections.deque()
+            full = False
+            for item in self._waiting:
+                if item.run_model == model and not full and size + len(item.images) <= self.max_batch_size:
+                    batch.append(item)
+                    size += len(item.images)
+                else:
+                    full = full or item.run_model == model
+                    others.append(item)
+            self._waiting = others
         self._queued -= size
         return batch
 
@@ -149,7 +170,7 @@ class Batcher:
             began = time.perf_counter()
             self._running = len(batch)
             try:
-                logits = await loop.run_in_executor(self._pool, self._run_model, images)
+                logits = await loop.run_in_executor(self._pool, batch[0].run_model, images)
             except Exception as exc:  # noqa: BLE001 - each waiting request gets the error, the worker goes on
                 for item in batch:
                     if not item.future.done():

@@ -11,6 +11,7 @@ the outputs of the SavedModel's `serving_default` signature that `mnist export` 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,11 +124,12 @@ def answer(logits: np.ndarray, *, columnar: bool) -> dict[str, Any]:
     }
 
 
-def model_status(version: str = "1") -> dict[str, Any]:
-    """`GET /v1/models/<name>` as TF Serving answers it for a loaded model."""
+def model_status(versions: Iterable[int] = (1,)) -> dict[str, Any]:
+    """`GET /v1/models/<name>` as TF Serving answers it for loaded versions."""
     return {
         "model_version_status": [
-            {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {"version": str(version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            for version in versions
         ]
     }
 
