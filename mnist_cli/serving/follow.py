@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mnist_cli.core.errors import MnistError, ModelError
+from mnist_cli.core.config import CONFIG_FILE
+from mnist_cli.core.errors import MnistError, UsageError
 from mnist_cli.runs import checkpoint_state, runs
 
 KEEP_VERSIONS = 2  # the current version and the one before it (requests may still hold it)
@@ -126,16 +127,25 @@ def newest_complete(run_dir: Path) -> Path | None:
     return prefix if Path(f"{prefix}.index").is_file() else None
 
 
-def wait_for_first(run_dir: Path, *, stop: threading.Event | None = None, poll_s: float = POLL_S) -> Path:
-    """Block until the run has a complete checkpoint and return its prefix (KeyboardInterrupt ends the wait)."""
+def run_to_follow(target: Path | str | None, *, runs_root: Path | None = None) -> Path:
+    """The run directory `--follow` watches: `target`, else the most recent run; UsageError when it is not a run."""
+    run_dir = runs.latest_run(runs.runs_root(runs_root)) if target is None else Path(target)
+    if not run_dir.is_dir():
+        raise UsageError(f"--follow needs a run directory, got {run_dir}", "give the --run-dir of a `mnist train` (it may not have a checkpoint yet)")
+    return run_dir
+
+
+def wait_for_first(run_dir: Path, *, on_wait: Callable[[], None] | None = None, poll_s: float = POLL_S) -> Path:
+    """Block until the run has a complete checkpoint and its config.json, and return the checkpoint's prefix."""
+    waited = False
     while True:
         prefix = newest_complete(run_dir)
-        if prefix is not None and (Path(run_dir) / "config.json").is_file():
+        if prefix is not None and (Path(run_dir) / CONFIG_FILE).is_file():
             return prefix
-        if stop is not None and stop.wait(poll_s):
-            raise ModelError(f"{run_dir} saved no checkpoint before the server stopped")
-        if stop is None:
-            time.sleep(poll_s)
+        if not waited and on_wait is not None:
+            on_wait()
+        waited = True
+        time.sleep(poll_s)  # Ctrl-C ends the wait
 
 
 Load = Callable[[Path], Any]  # a checkpoint prefix -> a Loaded model
@@ -222,6 +232,34 @@ class Follower:
         while len(self._held) > self.keep:
             self._retire(self._held.pop(0).version)
         self.feed.publish(versions=tuple(self._held), current=version)
+
+
+def show_run(feed: Feed, loaded: Any, version: int) -> None:
+    """Put a served run's history and its one version on the feed (a server that does not follow)."""
+    run_dir = loaded.source.run_dir
+    history: tuple[dict[str, Any], ...] = ()
+    problem = None
+    if run_dir:
+        try:
+            history = tuple(runs.load_history(Path(run_dir)))
+        except MnistError as exc:
+            problem = exc.message
+    feed.publish(run=Path(run_dir).name if run_dir else None, history=history, versions=(note_of(version, loaded),), current=version, problem=problem)
+
+
+def follower_for(state: Any, feed: Feed, run_dir: Path) -> Follower:
+    """A Follower that loads each new checkpoint into `state`'s registry (serving.state.ServingState)."""
+    from mnist_cli.inference import loading
+    from mnist_cli.serving.models import make_servable
+    from mnist_cli.serving.routers import explain
+
+    def install(version: int, loaded: Any) -> None:
+        servable = make_servable(loaded, version, state.config)  # traced and sized before it takes requests
+        explain.prepare(servable)
+        state.models.add(servable)
+
+    current = state.models.current()
+    return Follower(run_dir, feed, load=loading.load, install=install, retire=state.models.remove, current=(current.version, current.loaded))
 
 
 @dataclass
