@@ -270,6 +270,8 @@ class FollowServer:
     host: str = "127.0.0.1"
     port: int = 8000
     on_address: Callable[[str], None] | None = None
+    on_exit: Callable[[int, list[str]], None] | None = None  # the server stopped by itself (a port in use, say)
+    stopping: bool = False
     process: subprocess.Popen[str] | None = None
     url: str | None = None
     last_lines: list[str] = field(default_factory=list)
@@ -292,18 +294,22 @@ class FollowServer:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
             line = line.rstrip("\n")
-            self.last_lines = (self.last_lines + [line])[-5:]
+            self.last_lines = (self.last_lines + [line])[-5:]  # for the warning if it stops by itself
             match = SERVING_AT.search(line)
             if match and self.url is None:
                 self.url = match.group(1)
                 if self.on_address is not None:
                     self.on_address(self.url)
+        code = self.process.wait()
+        if not self.stopping and self.on_exit is not None:
+            self.on_exit(code, self.last_lines)
 
     def stop(self, *, timeout: float = 15.0) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL after `timeout`); its exit status."""
         process = self.process
         if process is None:
             return None
+        self.stopping = True
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
