@@ -132,3 +132,71 @@ def test_only_the_newest_versions_stay_loaded_and_the_history_reaches_the_feed(t
     (run / runs.HISTORY_FILE).write_text('[{"epoch": 1, "train_loss": "nan"}]')
     follower.poll()
     assert len(feed.view.history) == 5 and "history.json" in (feed.view.problem or "")
+
+
+def _png(label: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from conftest import make_learnable_images
+
+    image = make_learnable_images(np.array([label], np.uint8), np.random.default_rng(label))[0]
+    buffer = io.BytesIO()
+    Image.fromarray(255 - image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_no_request_fails_while_versions_are_swapped_during_a_live_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from conftest import write_tiny_dataset
+    from serving import REPO, ServerProcess
+
+    # Enough steps per epoch (720 of 8 images) that the run lasts while the client keeps asking.
+    write_tiny_dataset(tmp_path / "data" / "mnist", n_train=6400, n_test=100)
+    run = tmp_path / "live"
+    run.mkdir()
+    server = ServerProcess(str(run), "--follow", "--port", "0", "--quiet")
+    environment = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    train = subprocess.Popen(
+        [sys.executable, "-m", "mnist_cli", "train", "--data-dir", str(tmp_path / "data"), "--run-dir", str(run),
+         "--epochs", "6", "--batch-size", "8", "--hidden", "32", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment,
+    )  # fmt: skip
+    try:
+        server.start()
+        errors: list[str] = []
+        versions_seen: set[int] = set()
+        answered = 0
+        picture = _png(3)
+        body = {"instances": [[[0] * 28] * 28]}
+        with server.client() as client:
+            finished_at = None
+            while finished_at is None or time.monotonic() - finished_at < 1.0:
+                for method, path, kwargs in (
+                    ("POST", "/predict", {"content": picture, "headers": {"Content-Type": "image/png"}}),
+                    ("POST", "/v1/models/mnist:predict", {"json": body}),
+                    ("GET", "/v1/models/mnist", {}),
+                ):
+                    response = client.request(method, path, **kwargs)
+                    answered += 1
+                    if response.status_code != 200:
+                        errors.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
+                    elif path == "/v1/models/mnist":
+                        versions_seen.update(int(item["version"]) for item in response.json()["model_version_status"])
+                threading.Event().wait(0.05)  # a client's pace (every 50 ms), not a wait for the server
+                if finished_at is None and train.poll() is not None:
+                    finished_at = time.monotonic()
+        assert train.wait() == 0, train.stderr.read() if train.stderr else ""
+        assert errors == [], errors[:5]
+        assert len(versions_seen) >= 2 and answered > 30, (versions_seen, answered)
+    finally:
+        if train.poll() is None:
+            train.kill()
+        assert server.stop() == 0, server.stderr[-10:]

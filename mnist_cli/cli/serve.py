@@ -69,6 +69,7 @@ def serve(
             from mnist_cli.serving import follow as following
 
             run_dir = following.run_to_follow(target, runs_root=runs_root)
+            import mnist_cli.serving.app  # noqa: F401 - TensorFlow's import while the first epoch trains, not after it
             waiting = lambda: common.err.print(f"waiting for the first checkpoint of {escape(str(run_dir))}…", highlight=False)  # noqa: E731
             loaded = loading.load(following.wait_for_first(run_dir, on_wait=None if quiet else waiting))
         else:
