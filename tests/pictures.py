@@ -282,6 +282,53 @@ def squared_paper(digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (
     return _on_lined_paper(digit, np.random.default_rng(seed), size, squared=True)
 
 
+def stepped_ruled_paper(
+    digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (400, 300), tilt: float = 0.7
+) -> Image.Image:
+    """Ruled paper with a red margin whose lines are drawn without anti-aliasing (stair-stepped), tilted `tilt` degrees, JPEG.
+
+    A cheap scanner or a printer's 1-bit rendering makes lines like these: each one climbs a
+    whole pixel at a time, so it never lies in one row at any tilt.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    scale = rng.uniform(0.55, 0.75) * min(size) / 28
+    sheet = _place(_upscale(digit, scale), size, rng)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    slope = np.tan(np.radians(tilt))
+    spacing = 20 * scale / rng.uniform(1.5, 3.0)
+    thick = int(rng.integers(1, 3))
+    # Whole pixels only: a pixel is on the line or not.
+    row = np.floor(ys - slope * xs - rng.uniform(0, spacing))
+    lines = (np.mod(row, np.floor(spacing)) < thick).astype(np.float32)
+    paper = rng.uniform(225, 250) * np.ones(3, dtype=np.float32)
+    rgb = paper * (1 - lines[..., None]) + np.array((120, 160, 215), np.float32) * lines[..., None]
+    margin = np.floor(xs + slope * ys) == round(rng.uniform(0.08, 0.15) * width)
+    margin = margin | np.roll(margin, 1, axis=1)
+    rgb[margin] = (220, 90, 90)
+    ink = np.array(rng.choice([(25, 25, 35), (25, 40, 150)]), dtype=np.float32)
+    rgb = rgb * (1 - sheet[..., None]) + ink * sheet[..., None]
+    rgb += rng.normal(0, 3.0, size=rgb.shape)
+    return reopen(encode(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)), "JPEG", quality=85))
+
+
+def hard_shadow(digit: np.ndarray, *, seed: int = 0, size: tuple[int, int] = (400, 300)) -> Image.Image:
+    """A photographed pen digit with a hard-edged shadow band across it (a ruler or a phone in direct sun), JPEG."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    sheet = _place(_upscale(digit, rng.uniform(0.6, 0.8) * min(size) / 28), size, rng)
+    ink_level = int(rng.integers(20, 70))
+    rgb = _paper(sheet, rng, ink_colour=(ink_level, ink_level, ink_level + 10), noise=0.0).astype(np.float32)
+    # A straight band a fifth to a third of the picture wide, at any angle, through the middle third.
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    across = np.cos(angle) * (xs - width / 2) + np.sin(angle) * (ys - height / 2) - rng.uniform(-0.15, 0.15) * min(size)
+    band = np.abs(across) < rng.uniform(0.1, 0.17) * min(size)
+    rgb[band] *= rng.uniform(0.45, 0.6)
+    rgb += rng.normal(0, 4.0, size=rgb.shape)
+    return reopen(encode(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)), "JPEG", quality=80))
+
+
 def page_drawing(digit: np.ndarray, *, seed: int = 0) -> bytes:
     """What `mnist serve`'s page sends: the 280x280 canvas, dark anti-aliased strokes on flat white, as PNG."""
     del seed  # a canvas has no noise

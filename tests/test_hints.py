@@ -37,7 +37,7 @@ _REACH = {
     "core/fileio.py": _ALL,
     "inference/loading.py": {"evaluate", "predict", "export", "serve"},
     "inference/evaluation.py": {"evaluate", "predict"},
-    "inference/preprocessing.py": {"predict"},
+    "inference/preprocessing/": {"predict"},
     "inference/export.py": {"export"},
     "cli/common.py": _ALL,
 }

@@ -207,7 +207,10 @@ def test_a_bad_picture_fails_alone_with_exit_10_while_the_others_are_read(
     first, second = json.loads(result.stdout)
     assert first["path"] == str(good) and len(first["probabilities"]) == 10
     assert second["path"] == str(bad) and says in second["error"] and second["hint"]
-    assert says in result.stderr
+    # On the terminal: the error's line, then its advice on a hint line of its own.
+    lines = result.stderr.splitlines()
+    at = next(index for index, line in enumerate(lines) if line.startswith("error:"))
+    assert says in lines[at] and lines[at + 1] == f"hint: {second['hint']}", result.stderr
 
 
 @pytest.mark.parametrize("kind", ["animated-gif", "16-bit-png", "cmyk-jpeg"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import re
 import signal
@@ -121,6 +122,75 @@ def test_tf_serving_rows_columns_status_and_metadata(server: ServerProcess) -> N
     assert set(signature["outputs"]) == {"logits", "probabilities", "classes"}
 
 
+def test_tf_serving_takes_the_default_signature_by_an_empty_name_and_ignores_unknown_keys(server: ServerProcess) -> None:
+    digits = [bar_digit(label).tolist() for label in (2, 8)]
+    with server.client() as client:
+        plain = client.post(TF, json={"instances": digits}).json()
+        empty = client.post(TF, json={"signature_name": "", "instances": digits}).json()
+        extra = client.post(TF, json={"instances": digits, "model_spec": {"name": "x"}, "note": 1.5, "inputs_typo": [0.5]})
+    assert [row["classes"] for row in plain["predictions"]] == [2, 8]
+    assert empty == plain
+    assert extra.status_code == 200 and extra.json() == plain
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9)
+
+
+def test_gzip_bodies_are_inflated_for_every_endpoint(server: ServerProcess) -> None:
+    rows = json.dumps({"instances": [bar_digit(4).tolist()]}).encode()
+    with server.client() as client:
+        tf = client.post(TF, content=_gzip(rows), headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        picture = client.post("/predict", content=_gzip(png(bar_digit(6))), headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
+    assert tf.status_code == 200 and tf.json()["predictions"][0]["classes"] == 4
+    assert picture.status_code == 200 and picture.json()[0]["prediction"] == 6
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status", "message"),
+    [
+        # 64 MiB of zeros in a 64 kB gzip stream: under the 1 MiB cap as sent, far over it inflated.
+        (_gzip(b"0" * (64 * 1024 * 1024)), "gzip", 413, "the inflated body is over the"),
+        (_gzip(b'{"instances": []}')[:-12], "gzip", 400, "truncated"),
+        (b"plainly not gzip", "gzip", 400, "cannot be inflated"),
+        (b'{"instances": []}', "br", 415, "Content-Encoding 'br' is not supported"),
+    ],
+    ids=["gzip-bomb", "truncated-gzip", "not-gzip", "unknown-encoding"],
+)
+def test_a_bad_or_bombing_gzip_body_is_refused_and_the_server_goes_on(server: ServerProcess, body: bytes, encoding: str, status: int, message: str) -> None:
+    with server.client() as client:
+        answer = client.post(TF, content=body, headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+    assert answer.status_code == status and message in answer.json()["error"], answer.text
+    good_request_works(server)
+
+
+def test_tf_serving_version_status_and_metadata_name_the_savedmodels_tensors(server: ServerProcess, run: Path, tmp_path: Path) -> None:
+    from tensorflow.python.tools import saved_model_utils
+
+    with server.client() as client:
+        status = client.get("/v1/models/mnist/versions/1").json()
+        metadata = client.get("/v1/models/mnist/versions/1/metadata").json()
+        latest = client.get("/v1/models/mnist/metadata").json()
+        missing = client.get("/v1/models/mnist/versions/2/metadata")
+    assert status == {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert metadata == latest and metadata["model_spec"]["version"] == "1"
+    assert missing.status_code == 404 and "Specific(mnist, 2)" in missing.json()["error"]
+    # What `mnist export` writes for TF Serving is what the metadata describes, tensor names included.
+    exported = tmp_path / "saved_model"
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "savedmodel", "-o", str(exported)])
+    assert result.exit_code == 0, result.stderr
+    signature = saved_model_utils.get_meta_graph_def(str(exported), "serve").signature_def["serving_default"]
+    described = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert described["method_name"] == signature.method_name
+    for side in ("inputs", "outputs"):
+        real = getattr(signature, side)
+        assert set(described[side]) == set(real)
+        for key, tensor in described[side].items():
+            assert tensor["name"] == real[key].name
+            assert tensor["dtype"] == type(real[key]).DESCRIPTOR.fields_by_name["dtype"].enum_type.values_by_number[real[key].dtype].name
+            assert [int(d["size"]) for d in tensor["tensor_shape"]["dim"]] == [d.size for d in real[key].tensor_shape.dim]
+
+
 def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
     with server.client() as client:
         page = client.get("/")
@@ -141,6 +211,29 @@ def test_page_assets_info_health_docs(server: ServerProcess, run: Path) -> None:
         assert client.get("/openapi.json").json()["paths"]["/predict"]
     assert info["run"] == run.name and info["dataset"] == "mnist" and info["test_accuracy"] == 1.0
     assert info["class_names"] == [str(d) for d in range(10)]
+
+
+def test_the_openapi_document_names_the_model_versions_errors_and_media_types(server: ServerProcess) -> None:
+    with server.client() as client:
+        document = client.get("/openapi.json").json()
+        wrong_method = client.get("/v1/models/mnist:predict")
+    paths = document["paths"]
+    for path in ("/v1/models/{model_name}:predict", "/v1/models/{model_name}/versions/{version}/metadata"):
+        for parameter in next(iter(paths[path].values()))["parameters"]:
+            expected = ["mnist"] if parameter["name"] == "model_name" else [1]
+            assert parameter["schema"]["enum"] == expected, (path, parameter)
+    tf = paths["/v1/models/{model_name}:predict"]["post"]
+    body = tf["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["instances"]["anyOf"][0]["maxItems"] == MAX_INSTANCES  # this server's --max-instances
+    assert {"200", "400", "404", "408", "413", "415", "422"} <= set(tf["responses"])
+    error = tf["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(document["components"]["schemas"][error]["properties"]) == {"error", "hint"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]  # 422 is the real error body
+    predict = paths["/predict"]["post"]
+    assert {"image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp", "multipart/form-data"} <= set(predict["requestBody"]["content"])
+    assert predict["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
 
 
 def test_one_log_line_per_request_with_method_path_status_and_milliseconds(server: ServerProcess) -> None:
@@ -196,19 +289,25 @@ BAD_REQUESTS = {
     "json-not-an-object": (TF, b"[1, 2, 3]", "application/json", 400, "must be a JSON object"),
     "neither-instances-nor-inputs": (TF, b'{"signature_name": "serving_default"}', "application/json", 400, "exactly one of"),
     "both-instances-and-inputs": (TF, json.dumps({"instances": [ONE], "inputs": [ONE]}).encode(), "application/json", 400, "exactly one of"),
-    "unknown-field": (TF, json.dumps({"instances": [ONE], "extra": 1}).encode(), "application/json", 400, "unknown field"),
     "wrong-shape": (TF, json.dumps({"instances": [ONE[:27]]}).encode(), "application/json", 400, "28x28"),
     "flat-784": (TF, json.dumps({"instances": [[0] * 784]}).encode(), "application/json", 400, "28x28"),
     "ragged-rows": (TF, json.dumps({"instances": [ONE[:27] + [[0] * 5]]}).encode(), "application/json", 400, "different lengths"),
     "value-over-255": (TF, json.dumps({"instances": [[[300] * 28] * 28]}).encode(), "application/json", 400, "0 to 255"),
     "negative-value": (TF, json.dumps({"instances": [[[-1] * 28] * 28]}).encode(), "application/json", 400, "0 to 255"),
-    "fractions": (TF, json.dumps({"instances": [[[0.5] * 28] * 28]}).encode(), "application/json", 400, "whole numbers"),
+    # TF Serving's IsInt() check for a uint8 input, in its words: a written fraction is never a pixel.
+    "fractions": (TF, json.dumps({"instances": [[[0.5] * 28] * 28]}).encode(), "application/json", 400, "JSON Value: 0.5 Type: Number is not of expected type: uint8"),
+    "float-zero": (TF, json.dumps({"instances": [[[0] * 27 + [0.0]] * 28]}).encode(), "application/json", 400, "JSON Value: 0.0 Type: Number is not of expected type: uint8"),
+    "exponent": (TF, json.dumps({"inputs": [[[0] * 28] * 27 + [[1e2] * 28]]}).encode(), "application/json", 400, "JSON Value: 100.0 Type: Number"),
+    "signature-not-a-string": (TF, json.dumps({"signature_name": 5, "instances": [ONE]}).encode(), "application/json", 400, "'signature_name' key must be a string value"),
+    "classify": ("/v1/models/mnist:classify", b'{"examples": []}', "application/json", 400, "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict"),
+    "regress": ("/v1/models/mnist/versions/1:regress", b'{"examples": []}', "application/json", 400, "Expected regression signature method_name to be tensorflow/serving/regress. Was: tensorflow/serving/predict"),
+    "classify-unknown-model": ("/v1/models/resnet:classify", b"{}", "application/json", 404, "Servable not found for request: Latest(resnet)"),
     "strings": (TF, json.dumps({"instances": [[["1"] * 28] * 28]}).encode(), "application/json", 400, "strings"),
     "nan": (TF, b'{"instances": [[[NaN]]]}', "application/json", 400, "NaN"),
     "huge-integer": (TF, json.dumps({"instances": [[[10**40] * 28] * 28]}).encode(), "application/json", 400, "0 to 255"),
     "deep-nesting": (TF, b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400, "nested too deeply"),
     "too-many-instances": (TF, json.dumps({"instances": [ONE] * (MAX_INSTANCES + 1)}).encode(), "application/json", 400, "too many instances"),
-    "wrong-signature": (TF, json.dumps({"signature_name": "predict", "instances": [ONE]}).encode(), "application/json", 400, "signature"),
+    "wrong-signature": (TF, json.dumps({"signature_name": "predict", "instances": [ONE]}).encode(), "application/json", 400, 'Serving signature name: "predict" not found in signature def'),
     "unknown-model": ("/v1/models/resnet:predict", json.dumps({"instances": [ONE]}).encode(), "application/json", 404, "Servable not found"),
     "unknown-version": ("/v1/models/mnist/versions/7:predict", json.dumps({"instances": [ONE]}).encode(), "application/json", 404, "Servable not found"),
     "not-an-image": ("/predict", b"hello, I am text pretending to be a picture", "image/png", 422, "is not a PNG"),
@@ -501,3 +600,35 @@ def test_a_fashion_mnist_model_is_served_with_its_class_names(run: Path, tmp_pat
     names = list(DATASETS["fashion-mnist"].class_names)
     assert info["dataset"] == "fashion-mnist" and info["class_names"] == names
     assert items[0]["name"] == "Trouser" and items[0]["top_k"][0]["name"] == "Trouser"
+
+
+# --------------------------------------------------------------------------- where pictures are read
+
+
+def test_worker_processes_read_pictures_as_threads_do_and_a_killed_worker_costs_one_answer() -> None:
+    import os
+
+    from mnist_cli.inference import predict
+    from mnist_cli.serving.readers import PictureReaders
+
+    pictures = [predict.Picture(f"{label}.png", png(bar_digit(label))) for label in (2, 7)]
+
+    async def main() -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        threads, processes = PictureReaders("threads"), PictureReaders("processes", workers=2)
+        processes.start()
+        try:
+            in_threads = await threads.read(pictures)
+            in_processes = await processes.read(pictures)
+            for worker in processes._pool:
+                os.kill(worker.process.pid, signal.SIGKILL)  # as a decoder crash would end it
+                worker.process.join()
+            during = await processes.read(pictures)
+            after = await processes.read(pictures)
+            return in_threads, in_processes, during, after
+        finally:
+            processes.stop()
+
+    in_threads, in_processes, during, after = asyncio.run(main())
+    assert all(np.array_equal(a, b) for a, b in zip(in_threads, in_processes))
+    assert all(isinstance(item, predict.Failure) or isinstance(item, np.ndarray) for item in during)
+    assert all(np.array_equal(a, b) for a, b in zip(in_threads, after))  # a new pool took over

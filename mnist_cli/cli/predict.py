@@ -70,9 +70,8 @@ def predict(
 
     def on_event(event: predict.PictureDone) -> None:
         if event.failure is not None:
-            # One line per failed picture, so a long list of failures stays readable.
-            hint = f" [dim]({common.safe(event.failure.hint)})[/]" if event.failure.hint else ""
-            common.err.print(f"[bold red]error:[/] {common.safe(event.failure.message)}{hint}", soft_wrap=True, highlight=False)
+            # An error line per failed picture and its advice on a hint line, as for any other error.
+            common.print_error(errors.InputError(event.failure.message, event.failure.hint))
 
     results = predict.predict_pictures(loaded, items, on_event=on_event)
     failed = sum(isinstance(result, predict.Failure) for result in results)

@@ -14,11 +14,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from mnist_cli import __version__
 from mnist_cli.inference.loading import Loaded
+from mnist_cli.serving import openapi
 from mnist_cli.serving.batching import Batcher
 from mnist_cli.serving.config import ServeConfig
 from mnist_cli.serving.metrics import ServerMetrics
@@ -26,6 +28,7 @@ from mnist_cli.serving.models import FIRST_VERSION, ModelRegistry, make_servable
 from mnist_cli.serving.observe import Observe, OnRequest, RequestLog
 from mnist_cli.serving import follow as follow_run
 from mnist_cli.serving.follow import Feed
+from mnist_cli.serving.readers import PictureReaders
 from mnist_cli.serving.routers import events, explain, ops, page, predict, tfserving
 from mnist_cli.serving.state import ServingState, install_error_handlers
 
@@ -44,7 +47,8 @@ def make_state(loaded: Loaded, config: ServeConfig, version: int = FIRST_VERSION
         on_batch=metrics.observe_batch,
         in_flight=lambda: state.in_flight,
     )
-    state = ServingState(config=config, models=models, batcher=batcher, metrics=metrics)
+    readers = PictureReaders(config.preprocessing, config.preprocess_workers)
+    state = ServingState(config=config, models=models, batcher=batcher, metrics=metrics, readers=readers)
     return state
 
 
@@ -71,6 +75,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.batcher.start()
+        await anyio.to_thread.run_sync(state.readers.start)
         feed.attach(asyncio.get_running_loop())
         if follower is not None:
             follower.start()
@@ -82,6 +87,7 @@ def create_app(
             if follower is not None:
                 await asyncio.to_thread(follower.stop)
             await state.batcher.stop()
+            state.readers.stop()  # on the loop: it removes the workers' pipe readers
 
     app = FastAPIOffline(
         title="mnist serve",
@@ -100,4 +106,5 @@ def create_app(
     app.include_router(tfserving.router)
     app.include_router(explain.router)
     app.include_router(events.router)
+    openapi.install(app, state)
     return app

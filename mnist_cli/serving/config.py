@@ -10,6 +10,7 @@ from mnist_cli.core.errors import UsageError
 MIB = 1024 * 1024
 # Hosts that every other machine can reach; `mnist serve` warns when it binds one of them.
 ALL_INTERFACES = ("0.0.0.0", "::", "")
+PREPROCESSING = ("processes", "threads")  # where /predict reads pictures (serving/readers.py)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class ServeConfig:
     max_connections: int = 512  # beyond this uvicorn answers 503 at once
     shutdown_timeout_s: float = 10.0  # in-flight requests get this long to finish on Ctrl-C or SIGTERM
     model_name: str = "mnist"  # the name in TF Serving's URLs: /v1/models/<name>:predict
+    # Where /predict reads pictures: "processes", one per core, each with its own Python lock
+    # (2.1x the requests/s of threads at 32 clients on 2 cores, benchmarks/RESULTS.md section 6),
+    # or "threads" of the server; `preprocess_workers` 0 means one per core.
+    preprocessing: str = "processes"
+    preprocess_workers: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -44,6 +50,10 @@ class ServeConfig:
             raise UsageError(f"--max-body-mb must be at least 0.001 (1 kB), got {self.max_body_bytes / MIB:g}")
         if not (math.isfinite(self.body_timeout_s) and self.body_timeout_s > 0):
             raise UsageError(f"--body-timeout must be > 0 seconds, got {self.body_timeout_s}")
+        if self.preprocessing not in PREPROCESSING:
+            raise UsageError(f"preprocessing must be one of {', '.join(PREPROCESSING)}, got {self.preprocessing!r}")
+        if self.preprocess_workers < 0:
+            raise UsageError(f"preprocess workers must be >= 0 (0: one per core), got {self.preprocess_workers}")
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
             raise UsageError(f"--model-name must be a name without '/' or ':', got {self.model_name!r}")
 

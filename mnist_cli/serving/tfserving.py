@@ -2,7 +2,9 @@
 
 A request is `{"instances": [...]}` (row format: one entry per image, each a 28x28 array
 or `{"images": <28x28 array>}`) or `{"inputs": ...}` (columnar: the [N, 28, 28] array, or
-`{"images": <it>}`), optionally with `"signature_name": "serving_default"`. The answer has
+`{"images": <it>}`), optionally with `"signature_name": "serving_default"` (or `""`, the
+default). As in TF Serving, other top-level keys are ignored and a pixel must be a JSON
+integer (rapidjson's `IsInt()`: `0.0` is refused for the uint8 input). The answer has
 the outputs of the SavedModel's `serving_default` signature that `mnist export` writes:
 `{"predictions": [{"logits", "probabilities", "classes"}, ...]}` for rows and
 `{"outputs": {"logits": [...], "probabilities": [...], "classes": [...]}}` for columns.
@@ -18,8 +20,11 @@ from typing import Any
 import numpy as np
 
 from mnist_cli.data.registry import COLS, ROWS
-from mnist_cli.model.signature import INPUT, SIGNATURE
+from mnist_cli.model.signature import INPUT, INPUT_DTYPE, OUTPUT_DTYPES, OUTPUT_SHAPES, OUTPUTS, SIGNATURE
 
+PREDICT_METHOD = "tensorflow/serving/predict"  # the signature's method_name, as TF Serving checks it
+OTHER_METHODS = {"classify": "classification", "regress": "regression"}  # TF Serving's other REST verbs
+_TF_DTYPES = {"uint8": "DT_UINT8", "float32": "DT_FLOAT", "int64": "DT_INT64"}
 
 
 class BadRequest(ValueError):
@@ -38,10 +43,25 @@ def _reject_constant(name: str) -> float:
     raise BadRequest(f"{name} is not a pixel value: JSON has no NaN or Infinity")
 
 
+class _JsonDecimal:
+    """A JSON number written with a fraction or an exponent: never a uint8, as rapidjson's IsInt() says."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def not_a_method_of_this_signature(verb: str) -> str:
+    """TF Serving's answer to `:classify` or `:regress` on a predict signature."""
+    kind = OTHER_METHODS[verb]
+    return f"Expected {kind} signature method_name to be tensorflow/serving/{verb}. Was: {PREDICT_METHOD}"
+
+
 def parse_predict(body: bytes, *, max_instances: int) -> PredictRequest:
     """Validate a predict request body: JSON, row or columnar format, 1 to `max_instances` 28x28 images of 0-255."""
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        payload = json.loads(body, parse_constant=_reject_constant, parse_float=_JsonDecimal)
     except BadRequest:
         raise
     except RecursionError:
@@ -50,12 +70,12 @@ def parse_predict(body: bytes, *, max_instances: int) -> PredictRequest:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise BadRequest('the body must be a JSON object: {"instances": [...]} or {"inputs": ...}')
-    signature = payload.get("signature_name", SIGNATURE)
-    if signature != SIGNATURE:
-        raise BadRequest(f'serving signature name "{signature}" not found; this model has "{SIGNATURE}"')
-    unknown = set(payload) - {"instances", "inputs", "signature_name"}
-    if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(sorted(map(repr, unknown)))}: expected 'instances' or 'inputs'")
+    signature = payload.get("signature_name", "")
+    if not isinstance(signature, str):
+        shown = signature.text if isinstance(signature, _JsonDecimal) else json.dumps(signature)
+        raise BadRequest(f"JSON Value: {shown} not formatted correctly. 'signature_name' key must be a string value.")
+    if signature not in ("", SIGNATURE):  # "" is the default signature, as TF Serving reads it
+        raise BadRequest(f'Serving signature name: "{signature}" not found in signature def')
     if ("instances" in payload) == ("inputs" in payload):
         raise BadRequest('give exactly one of "instances" (row format) or "inputs" (columnar format)')
     if "instances" in payload:
@@ -91,16 +111,30 @@ def _images(value: list[Any], *, what: str) -> np.ndarray:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):  # ragged lists
         raise BadRequest(f"{what} must be a [N, {ROWS}, {COLS}] array; its rows have different lengths") from None
-    if array.dtype.kind not in "iuf" or array.dtype.kind == "b":
+    if array.dtype.kind == "O":
+        decimal = _first_decimal(value)
+        if decimal is not None:
+            raise BadRequest(f"JSON Value: {decimal} Type: Number is not of expected type: {INPUT_DTYPE}")
+    if array.dtype.kind not in "iu":
         raise BadRequest(f"{what} must hold numbers from 0 to 255 (found {_kind(array)})")
     if array.ndim != 3 or array.shape[1:] != (ROWS, COLS):
         shape = "x".join(map(str, array.shape[1:])) or "scalars"
         raise BadRequest(f"each instance must be a {ROWS}x{COLS} array of pixels, got {shape}")
-    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array == np.round(array)).all()):
-        raise BadRequest(f"{what} must hold whole numbers from 0 to 255 (uint8 pixels), found fractions")
     if array.size and (array.min() < 0 or array.max() > 255):
         raise BadRequest(f"{what} must hold numbers from 0 to 255, found {array.min():g} to {array.max():g}")
     return array.astype(np.uint8)
+
+
+def _first_decimal(value: Any) -> str | None:
+    """The text of the first number written with a fraction or exponent in nested lists, if any."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _JsonDecimal):
+            return item.text
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+    return None
 
 
 def _kind(array: np.ndarray) -> str:
@@ -137,22 +171,22 @@ def model_status(versions: Iterable[int] = (1,)) -> dict[str, Any]:
 def metadata(name: str, version: str = "1") -> dict[str, Any]:
     """`GET /v1/models/<name>/metadata`: the serving signature's inputs and outputs, as TF Serving describes them."""
 
-    def tensor(dtype: str, dims: list[int]) -> dict[str, Any]:
-        return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(size), "name": ""} for size in dims], "unknown_rank": False}}
+    def tensor(dtype: str, dims: tuple[int, ...], tensor_name: str) -> dict[str, Any]:
+        shape = {"dim": [{"size": str(size), "name": ""} for size in dims], "unknown_rank": False}
+        return {"dtype": _TF_DTYPES[dtype], "tensor_shape": shape, "name": tensor_name}
 
+    # The names `mnist export`'s SavedModel gives its tensors: the outputs of the traced call
+    # come out in sorted key order (tf.nest flattens a dict by its keys).
+    output_names = {key: f"StatefulPartitionedCall:{index}" for index, key in enumerate(sorted(OUTPUTS))}
     return {
         "model_spec": {"name": name, "signature_name": "", "version": version},
         "metadata": {
             "signature_def": {
                 "signature_def": {
                     SIGNATURE: {
-                        "inputs": {INPUT: {**tensor("DT_UINT8", [-1, ROWS, COLS]), "name": f"serving_default_{INPUT}:0"}},
-                        "outputs": {
-                            "logits": tensor("DT_FLOAT", [-1, 10]),
-                            "probabilities": tensor("DT_FLOAT", [-1, 10]),
-                            "classes": tensor("DT_INT64", [-1]),
-                        },
-                        "method_name": "tensorflow/serving/predict",
+                        "inputs": {INPUT: tensor(INPUT_DTYPE, (-1, ROWS, COLS), f"{SIGNATURE}_{INPUT}:0")},
+                        "outputs": {key: tensor(OUTPUT_DTYPES[key], OUTPUT_SHAPES[key], output_names[key]) for key in OUTPUTS},
+                        "method_name": PREDICT_METHOD,
                     }
                 }
             }

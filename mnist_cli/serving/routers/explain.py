@@ -20,8 +20,10 @@ from pydantic import BaseModel, Field
 from mnist_cli.inference import predict
 from mnist_cli.inference.explain import SALIENCY_METHOD, Explainer, Explanation
 from mnist_cli.serving.models import Servable
-# The same picture reading as /predict (its body schema and its raw-body or form parsing).
-from mnist_cli.serving.routers.predict import _REQUEST_BODY, _pictures_of as pictures_of
+from mnist_cli.serving import schemas
+
+# The same picture reading as /predict (its raw-body or form parsing).
+from mnist_cli.serving.routers.predict import _pictures_of as pictures_of
 from mnist_cli.serving.state import Refused, State
 
 router = APIRouter()
@@ -144,7 +146,7 @@ def _item(prediction: predict.Prediction, explained: Explanation, *, version: in
         "logit with respect to each input pixel) and the first layer's most active unit."
     ),
     response_model=list[Explained],
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra=schemas.pictures_request_body(),
 )
 async def explain(
     request: Request,
@@ -160,8 +162,9 @@ async def explain(
     servable = state.models.current()  # the whole request uses one version, even if another is swapped in meanwhile
     prepared = _prepared_for(servable)
 
+    read = await state.readers.read(pictures)  # the same readers (threads or worker processes) as /predict
+
     def work() -> tuple[bytes | None, list[dict[str, Any]], list[predict.Failure]]:
-        read = predict.read_pictures(pictures)
         images = predict.readable_images(read)
         explained = prepared.explainer.explain(images) if len(images) else []
         logits = [item.logits for item in explained]

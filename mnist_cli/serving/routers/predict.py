@@ -6,30 +6,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from starlette.formparsers import MultiPartParser
 
 from mnist_cli.inference import predict
+from mnist_cli.serving import schemas
 from mnist_cli.serving.state import Refused, ServingState, State
 
 RAW_BODY = "request body"  # the `path` of a picture sent as the whole body
 
 router = APIRouter()
 
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}
-            },
-        },
-    }
-}
-
-
-@router.post("/predict", summary="Read the digit in one or more pictures; the same JSON as `mnist predict --json`", openapi_extra=_REQUEST_BODY)
+@router.post(
+    "/predict",
+    summary="Read the digit in one or more pictures; the same JSON as `mnist predict --json`",
+    description="One picture as the whole body (PNG, JPEG, BMP, GIF, TIFF or WebP; any other Content-Type but JSON and text is read as a "
+    "picture too), or several as the `file` fields of a multipart form. A body may be gzip-encoded (`Content-Encoding: gzip`).",
+    openapi_extra=schemas.pictures_request_body(),
+    response_model=None,
+    responses={200: {"model": list[schemas.PicturePrediction]}, **schemas.errors(*schemas.BODY_ERRORS, e422=schemas.PicturesError)},
+)
 async def predict_pictures(
     request: Request,
     state: State,
@@ -42,7 +38,7 @@ async def predict_pictures(
     if len(pictures) > state.config.max_instances:
         raise Refused(400, f"too many pictures: {len(pictures)}, at most {state.config.max_instances} per request")
     servable = state.models.current()
-    read = await state.on_cpu(lambda: predict.read_pictures(pictures))
+    read = await state.readers.read(pictures)
     images = predict.readable_images(read)
     logits = await state.batcher.logits(images, servable.run_model) if len(images) else images
     results = predict.classified(servable.loaded, pictures, read, logits)
@@ -52,7 +48,7 @@ async def predict_pictures(
         first = failures[0]
         message = first.message if len(results) == 1 else f"{len(failures)} of {len(results)} pictures could not be read; the first: {first.message}"
         raise Refused(422, message, first.hint, results=items)
-    return items
+    return JSONResponse(items)
 
 
 def _item(result: predict.Prediction | predict.Failure, *, top_k: int, image: bool) -> dict[str, Any]:

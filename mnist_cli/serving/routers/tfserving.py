@@ -1,41 +1,74 @@
-"""TensorFlow Serving's REST API: predict, model status and metadata, for the latest or a given version."""
+"""TensorFlow Serving's REST API: predict, model status and metadata, for the latest or a given version.
+
+`:classify` and `:regress` are answered as TF Serving answers them for a predict signature: 400.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 
-from mnist_cli.serving import tfserving
+from mnist_cli.serving import schemas, tfserving
 from mnist_cli.serving.models import Servable
 from mnist_cli.serving.state import Refused, ServingState, State
 
 _INLINE_JSON = 32 * 1024  # smaller JSON bodies are parsed on the event loop; larger ones in a thread
 
-router = APIRouter()
 
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object"}, "example": {"instances": [[[0] * 28] * 28]}}},
-    }
+
+class _ModelNameConvertor(Convertor[str]):
+    # A model name holds no ':' (ServeConfig refuses one), so that `/v1/models/mnist:predict`
+    # never reads as the model "mnist:predict": a wrong method on it is a 405, not a 404.
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model_name", _ModelNameConvertor())
+# TF Serving's URLs: /v1/models/NAME[/versions/N][:verb]; a version is digits (`{version:int}`).
+MODEL = "/v1/models/{model_name:model_name}"
+VERSION = MODEL + "/versions/{version:int}"
+
+ModelName = Annotated[str, Path(description="The model's name (`mnist serve --model-name`).")]
+Version = Annotated[int, Path(description="A model version the server holds.")]
+
+router = APIRouter(tags=["TensorFlow Serving REST API"])
+
+_PREDICT = {
+    "openapi_extra": schemas.tf_predict_request_body(),
+    "response_model": None,
+    "responses": {200: {"model": schemas.RowsAnswer | schemas.ColumnsAnswer}, 404: {"model": schemas.ErrorBody, "description": schemas.ERRORS[404]}}
+    | schemas.errors(*schemas.BODY_ERRORS),
 }
+_REFUSED = {
+    "status_code": 400,
+    "response_model": schemas.ErrorBody,
+    "responses": schemas.errors(404, 408, 413, 415, 422) | {400: {"description": "Always: this model has a predict signature"}},
+}
+_READ = {"response_model": None, "responses": schemas.errors(404, 422)}
 
 
-def servable_for(state: ServingState, model_name: str, version: str | None = None) -> Servable:
+def servable_for(state: ServingState, model_name: str, version: int | None = None) -> Servable:
     """The servable a TF Serving URL names, or 404 in TF Serving's words."""
     name = state.models.name
     spec = f"Latest({model_name})" if version is None else f"Specific({model_name}, {version})"
     if model_name != name:
         raise Refused(404, f"Servable not found for request: {spec}", f"this server's model is called {name!r}")
-    servable = state.models.current() if version is None else state.models.get(int(version)) if version.isdigit() else None
+    servable = state.models.current() if version is None else state.models.get(version)
     if servable is None:
         held = ", ".join(map(str, state.models.versions()))
         raise Refused(404, f"Servable not found for request: {spec}", f"this server has version(s) {held}")
     return servable
 
 
-async def _predict(request: Request, state: ServingState, servable: Servable) -> dict[str, Any]:
+async def _predict(request: Request, state: ServingState, servable: Servable) -> JSONResponse:
     body = await state.read_body(request)
     parse = lambda: tfserving.parse_predict(body, max_instances=state.config.max_instances)  # noqa: E731
     try:
@@ -43,32 +76,78 @@ async def _predict(request: Request, state: ServingState, servable: Servable) ->
     except tfserving.BadRequest as exc:
         raise Refused(400, str(exc)) from None
     logits = await state.batcher.logits(parsed.images, servable.run_model)
-    return tfserving.answer(logits, columnar=parsed.columnar)
+    return JSONResponse(tfserving.answer(logits, columnar=parsed.columnar))
 
 
-@router.post("/v1/models/{model_name}:predict", summary="TensorFlow Serving's REST predict API", openapi_extra=_REQUEST_BODY)
-async def predict_latest(request: Request, state: State, model_name: str) -> dict[str, Any]:
+@router.post(MODEL + ":predict", summary="TensorFlow Serving's REST predict API", **_PREDICT)
+async def predict_latest(request: Request, state: State, model_name: ModelName) -> Any:
     """Predict with the latest version."""
     return await _predict(request, state, servable_for(state, model_name))
 
 
-@router.post(
-    "/v1/models/{model_name}/versions/{version}:predict", summary="TF Serving's predict, for a given version", openapi_extra=_REQUEST_BODY
-)
-async def predict_version(request: Request, state: State, model_name: str, version: str) -> dict[str, Any]:
+@router.post(VERSION + ":predict", summary="TF Serving's predict, for a given version", **_PREDICT)
+async def predict_version(request: Request, state: State, model_name: ModelName, version: Version) -> Any:
     """Predict with a given version."""
     return await _predict(request, state, servable_for(state, model_name, version))
 
 
-@router.get("/v1/models/{model_name}", summary="The model's status, as TF Serving reports it")
-async def status(state: State, model_name: str) -> dict[str, Any]:
+async def _other_method(request: Request, state: ServingState, verb: str) -> Any:
+    await state.read_body(request)  # read (capped) before answering, so that the connection stays usable
+    hint = f"this model has a predict signature: POST /v1/models/{state.models.name}:predict"
+    raise Refused(400, tfserving.not_a_method_of_this_signature(verb), hint)
+
+
+@router.post(MODEL + ":classify", summary="TF Serving's classify API: 400, the signature is a predict signature", **_REFUSED)
+async def classify_latest(request: Request, state: State, model_name: ModelName) -> Any:
+    """400, as TF Serving answers for a predict signature."""
+    servable_for(state, model_name)
+    return await _other_method(request, state, "classify")
+
+
+@router.post(MODEL + ":regress", summary="TF Serving's regress API: 400, the signature is a predict signature", **_REFUSED)
+async def regress_latest(request: Request, state: State, model_name: ModelName) -> Any:
+    """400, as TF Serving answers for a predict signature."""
+    servable_for(state, model_name)
+    return await _other_method(request, state, "regress")
+
+
+@router.post(VERSION + ":classify", summary="TF Serving's classify API, for a version: 400", **_REFUSED)
+async def classify_version(request: Request, state: State, model_name: ModelName, version: Version) -> Any:
+    """400, as TF Serving answers for a predict signature."""
+    servable_for(state, model_name, version)
+    return await _other_method(request, state, "classify")
+
+
+@router.post(VERSION + ":regress", summary="TF Serving's regress API, for a version: 400", **_REFUSED)
+async def regress_version(request: Request, state: State, model_name: ModelName, version: Version) -> Any:
+    """400, as TF Serving answers for a predict signature."""
+    servable_for(state, model_name, version)
+    return await _other_method(request, state, "regress")
+
+
+@router.get(MODEL, summary="The model's status, as TF Serving reports it", **_READ | {"response_model": schemas.ModelStatus})
+async def status(state: State, model_name: ModelName) -> Any:
     """Every version held, each AVAILABLE."""
     servable_for(state, model_name)
-    return tfserving.model_status(state.models.versions())
+    return JSONResponse(tfserving.model_status(state.models.versions()))
 
 
-@router.get("/v1/models/{model_name}/metadata", summary="The serving signature, as TF Serving describes it")
-async def metadata(state: State, model_name: str) -> dict[str, Any]:
+@router.get(VERSION, summary="One version's status, as TF Serving reports it", **_READ | {"response_model": schemas.ModelStatus})
+async def version_status(state: State, model_name: ModelName, version: Version) -> Any:
+    """The version's status: AVAILABLE."""
+    servable = servable_for(state, model_name, version)
+    return JSONResponse(tfserving.model_status((servable.version,)))
+
+
+@router.get(MODEL + "/metadata", summary="The serving signature, as TF Serving describes it", **_READ | {"response_model": schemas.ModelMetadata})
+async def metadata(state: State, model_name: ModelName) -> Any:
     """The latest version's signature."""
     servable = servable_for(state, model_name)
-    return tfserving.metadata(state.models.name, str(servable.version))
+    return JSONResponse(tfserving.metadata(state.models.name, str(servable.version)))
+
+
+@router.get(VERSION + "/metadata", summary="One version's serving signature", **_READ | {"response_model": schemas.ModelMetadata})
+async def version_metadata(state: State, model_name: ModelName, version: Version) -> Any:
+    """The version's signature."""
+    servable = servable_for(state, model_name, version)
+    return JSONResponse(tfserving.metadata(state.models.name, str(servable.version)))

@@ -1,0 +1,123 @@
+"""Erasing printed lines that cross the whole picture (ruled or squared paper, a margin), keeping the strokes across them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_cli.inference.preprocessing.opencv import cv2
+
+_LINE_INK = 0.1  # ink strength that counts towards a printed line (they are often faint)
+_LINE_SPAN = 0.6  # share of the picture a printed line crosses, at least
+_LINE_EDGE = 0.15  # ... reaching into both outer 15% strips
+_LINE_INSIDE = 0.25  # a tilted line leaving through the top or bottom edge: share of the width it still crosses, at least
+_LINE_WIDTH = 0.02  # thickest line removed, as a share of the picture (at least 3 pixels)
+_LINE_TILTS = np.tan(np.radians(np.arange(-2.0, 2.01, 0.25)))
+_TILT_SAMPLES = 8192  # ink pixels the tilt is measured on, at most
+_ACROSS_ROWS = np.ones((3, 1), np.uint8)
+
+
+def remove_lines(ink: np.ndarray) -> np.ndarray:
+    """Erase thin straight lines that cross the whole picture (ruled or squared paper, a margin), keeping strokes across them."""
+    ink = _remove_rows(ink)
+    return np.ascontiguousarray(_remove_rows(np.ascontiguousarray(ink.T)).T)
+
+
+def _remove_rows(ink: np.ndarray) -> np.ndarray:
+    """`remove_lines` for lines running across (tilted by up to 2 degrees: a photo is never square to the sheet)."""
+    height, width = ink.shape
+    if width < 32:
+        return ink
+    edge = max(1, round(_LINE_EDGE * width))
+    # A line leaves at least half an edge strip's width of ink in each strip; a digit in the
+    # middle of the picture leaves none, and the search over tilts below is skipped.
+    marked = (ink >= _LINE_INK).view(np.uint8)
+    if min(cv2.countNonZero(marked[:, :edge]), cv2.countNonZero(marked[:, width - edge :])) < 0.5 * edge:
+        return ink
+    ys, xs = np.nonzero(marked)
+    if len(ys) < width * _LINE_SPAN:
+        return ink
+    shift = _tilt(ys, xs, width)
+    rows = ys + shift[xs]
+    bands = _bands(rows, xs, shift, height, edge)
+    thickest = max(3, round(_LINE_WIDTH * height)) + 2  # the bands found are a row wider on each side
+    bands = [(start, stop) for start, stop in bands if stop - start <= thickest]
+    # A broad band (a shadow's edge, a dark table) is not a printed line, and is kept.
+    return _erase(ink, shift, bands) if bands else ink
+
+
+def _tilt(ys: np.ndarray, xs: np.ndarray, width: int) -> np.ndarray:
+    """The sheared row offset of each column (y + shift[x]) that puts the lines' pixels into the fewest rows."""
+    # A sample of the pixels finds the tilt as well as all of them (a squared page has tens of thousands).
+    step = max(1, len(ys) // _TILT_SAMPLES)
+    ys, xs = ys[::step], xs[::step]
+    shifts = np.round(_LINE_TILTS[:, None] * np.arange(width)).astype(np.int64)
+    shifts -= shifts.min(axis=1, keepdims=True)
+    # Every tilt's row profile in one count: tilt t's rows are numbered from t * size.
+    size = int(ys.max()) + int(shifts.max()) + 1
+    rows = ys[None, :] + shifts[:, xs] + (np.arange(len(shifts)) * size)[:, None]
+    cover = np.bincount(rows.ravel(), minlength=len(shifts) * size).reshape(len(shifts), size).astype(np.float64)
+    # At the lines' own tilt their pixels pile up in the fewest rows: the sharpest profile.
+    return shifts[int(np.argmax((cover * cover).sum(axis=1)))]
+
+
+def _bands(rows: np.ndarray, xs: np.ndarray, shift: np.ndarray, height: int, edge: int) -> list[tuple[int, int]]:
+    """The sheared rows [start, stop) of lines that cross the picture, each found a row wider on both sides.
+
+    A line is counted by the columns it covers within a row either side, not by the pixels
+    in one row: a line drawn without anti-aliasing climbs in whole-pixel steps and is spread
+    over two rows at every tilt tried, neither of which alone holds most of it. Shares are
+    of the columns where the sheared row lies inside the picture, so a tilted line that
+    leaves through the top or bottom edge still counts.
+    """
+    width = len(shift)
+    size = height + int(shift.max()) + 1
+    sheared = np.zeros((size, width), np.uint8)
+    sheared[rows, xs] = 1
+    near = cv2.dilate(sheared, _ACROSS_ROWS)
+    found = []
+    # Both ends of the sheet must be crossed: a long stroke of a big digit rarely reaches both.
+    for part in (slice(None), slice(0, edge), slice(width - edge, width)):
+        cover = cv2.reduce(near[:, part], 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+        inside = _inside(shift[part], height, size)
+        found.append((cover, inside))
+    (cover, inside), (left, left_in), (right, right_in) = found
+    line = (inside >= _LINE_INSIDE * width) & (cover >= _LINE_SPAN * inside)
+    # Each end strip must be crossed where the row is inside it; a row that leaves the picture
+    # before reaching a strip must cross the other.
+    crosses_left, crosses_right = left >= 0.5 * left_in, right >= 0.5 * right_in
+    has_left, has_right = left_in >= 0.5 * edge, right_in >= 0.5 * edge
+    line &= (has_left | has_right) & (crosses_left | ~has_left) & (crosses_right | ~has_right)
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(np.int8), [0]])))
+    return list(zip(changes[::2].tolist(), changes[1::2].tolist()))
+
+
+def _inside(shift: np.ndarray, height: int, size: int) -> np.ndarray:
+    """For each sheared row, how many of these columns hold it inside the picture (0 <= row - shift < height)."""
+    enters = np.bincount(shift, minlength=size + height + 1)
+    leaves = np.bincount(shift + height, minlength=size + height + 1)
+    return np.cumsum(enters - leaves)[:size]
+
+
+def _erase(ink: np.ndarray, shift: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
+    """Each band's ink lowered to the ink just beyond it, so a stroke crossing a line stays whole there."""
+    height, width = ink.shape
+    ink = ink.copy()
+    columns = np.arange(width)
+    for start, stop in bands:
+        # In sheared rows: the band plus a pixel either side (anti-aliasing, the tilt's rounding),
+        # and the rows beyond, whose ink says whether a stroke crosses the line there.
+        # Beyond the picture's edge there is no stroke to keep.
+        keep = np.maximum(_row(ink, start - 3 - shift), _row(ink, stop + 2 - shift))
+        y = np.arange(start - 1, stop + 1)[:, None] - shift[None, :]
+        inside = (y >= 0) & (y < height)
+        x = np.broadcast_to(columns, y.shape)[inside]
+        y = y[inside]
+        ink[y, x] = np.minimum(ink[y, x], np.broadcast_to(keep, inside.shape)[inside])
+    return ink
+
+
+def _row(ink: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ink[y[x], x] for each column x, 0 where y is outside the picture."""
+    height, width = ink.shape
+    inside = (y >= 0) & (y < height)
+    return np.where(inside, ink[np.clip(y, 0, height - 1), np.arange(width)], np.float32(0.0))
