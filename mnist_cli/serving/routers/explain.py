@@ -29,14 +29,6 @@ from mnist_cli.serving.state import Refused, State
 router = APIRouter()
 
 
-class TopClass(BaseModel):
-    """One of the most probable classes."""
-
-    class_: int = Field(alias="class")
-    name: str
-    probability: float
-
-
 class LayerView(BaseModel):
     """One hidden layer's output for the picture."""
 
@@ -57,7 +49,7 @@ class Explained(BaseModel):
     name: str
     probability: float
     probabilities: list[float]
-    top_k: list[TopClass]
+    top_k: list[schemas.TopClass]
     version: int = Field(description="The model version that answered (a checkpoint's step when following a run).")
     image: list[list[int]] = Field(description="The 28x28 digit the network saw (rows of 0-255).")
     saliency: list[list[float]] = Field(description="28x28: the gradient of the predicted class's logit with respect to each input pixel.")
@@ -145,7 +137,8 @@ def _item(prediction: predict.Prediction, explained: Explanation, *, version: in
         "the network saw, each hidden layer's activations, the saliency map (the gradient of the predicted class's "
         "logit with respect to each input pixel) and the first layer's most active unit."
     ),
-    response_model=list[Explained],
+    response_model=None,
+    responses={200: {"model": list[Explained]}, **schemas.errors(*schemas.BODY_ERRORS, e422=schemas.PicturesError)},
     openapi_extra=schemas.pictures_request_body(),
 )
 async def explain(
@@ -187,7 +180,12 @@ async def explain(
     return Response(encoded, media_type="application/json", headers={"X-Model-Version": str(servable.version)})
 
 
-@router.get("/explain/weights", summary="The first layer's weights as pictures, for the current or a given version", response_model=FirstLayerPictures)
+@router.get(
+    "/explain/weights",
+    summary="The first layer's weights as pictures, for the current or a given version",
+    response_model=None,
+    responses={200: {"model": FirstLayerPictures}, **schemas.errors(404, 422)},
+)
 async def first_layer_weights(
     state: State, version: int | None = Query(None, ge=1, description="A model version the server holds (default: the current one).")
 ) -> Response:
