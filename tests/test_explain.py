@@ -106,3 +106,53 @@ def test_the_saliency_map_of_a_centred_one_is_larger_on_the_stroke_than_on_the_e
     saliency = np.abs(explained.saliency)
     on_stroke = saliency[4:24, 13:16].mean()
     assert on_stroke > 1.5 * saliency[_border()].mean()
+
+
+def test_post_explain_answers_the_prediction_layers_and_saliency_and_is_documented(tiny_run: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from mnist_cli.inference import loading
+    from serving import ServerProcess
+
+    image = _centred_one()[0]
+    buffer = io.BytesIO()
+    Image.fromarray(255 - image).save(buffer, "PNG")
+    server = ServerProcess(str(tiny_run), "--port", "0", "--quiet").start()
+    try:
+        with server.client() as client:
+            floats = client.post("/explain", content=buffer.getvalue(), headers={"Content-Type": "image/png"})
+            grey = client.post("/explain?pixels=true", content=buffer.getvalue(), headers={"Content-Type": "image/png"})
+            predicted = client.post("/predict", content=buffer.getvalue(), headers={"Content-Type": "image/png"}).json()[0]
+            weights = client.get("/explain/weights").json()
+            missing = client.get("/explain/weights?version=99")
+            broken = client.post("/explain", content=b"not a picture", headers={"Content-Type": "image/png"})
+            document = client.get("/openapi.json").json()
+    finally:
+        assert server.stop() == 0
+    assert floats.status_code == 200 and floats.headers["x-model-version"] == "1"
+    item = floats.json()[0]
+    assert item["prediction"] == predicted["prediction"] and abs(item["probability"] - predicted["probability"]) < 1e-5
+    assert item["version"] == 1 and item["saliency_method"] == "gradient"
+    assert len(item["saliency"]) == 28 and all(len(row) == 28 for row in item["saliency"])
+    # The same numbers as the library's own forward pass on the digit the server saw.
+    loaded = loading.load(tiny_run)
+    expected = Explainer(loaded.model).explain(np.array([item["image"]], np.uint8))[0]
+    assert [layer["name"] for layer in item["layers"]] == [layer.name for layer in expected.layers]
+    for got, want in zip(item["layers"], expected.layers):
+        assert got["shape"] == list(want.values.shape) and got["top"] == want.top()
+        np.testing.assert_allclose(got["values"], want.values.ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(item["saliency"], expected.saliency, rtol=1e-4, atol=1e-8)
+    assert item["most_active"] == expected.most_active
+    layer = grey.json()[0]["layers"][0]
+    assert layer["values"] is None and len(base64.b64decode(layer["pixels"])) == layer["shape"][0]
+    units = loaded.config.hidden[0]
+    assert weights["shape"] == [units, 28, 28] and len(base64.b64decode(weights["pixels"])) == units * 784
+    assert missing.status_code == 404 and "hint" in missing.json()
+    assert broken.status_code == 422 and broken.json()["results"][0]["error"]
+    explain = document["paths"]["/explain"]["post"]
+    schema = explain["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "array" and schema["items"]["$ref"].endswith("/Explained")
+    assert {"layers", "saliency", "version"} <= set(document["components"]["schemas"]["Explained"]["properties"])
+    assert "image/png" in explain["requestBody"]["content"] and "/explain/weights" in document["paths"] and "/events" in document["paths"]
