@@ -200,3 +200,38 @@ def test_no_request_fails_while_versions_are_swapped_during_a_live_run(tmp_path:
         if train.poll() is None:
             train.kill()
         assert server.stop() == 0, server.stderr[-10:]
+
+
+@pytest.mark.slow
+def test_train_serve_prints_the_address_and_ctrl_c_stops_both_with_exit_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import write_tiny_dataset
+    from serving import REPO
+
+    write_tiny_dataset(tmp_path / "data" / "mnist", n_train=6400, n_test=100)
+    run = tmp_path / "served"
+    train = subprocess.Popen(
+        [sys.executable, "-m", "mnist_cli", "train", "--data-dir", str(tmp_path / "data"), "--run-dir", str(run),
+         "--epochs", "200", "--batch-size", "8", "--hidden", "32", "--serve", "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert train.stderr is not None
+        url = next(line.split()[4] for line in train.stderr if "watch it learn at" in line)
+        status = httpx.get(url + "v1/models/mnist", timeout=60).json()
+        assert status["model_version_status"][0]["state"] == "AVAILABLE"
+        train.send_signal(signal.SIGINT)
+        rest = train.stderr.read()
+        assert train.wait(timeout=120) == 130, rest
+        assert "interrupted" in rest and "Traceback" not in rest
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url + "healthz", timeout=5)  # the page's server went with the training
+    finally:
+        if train.poll() is None:
+            train.kill()
