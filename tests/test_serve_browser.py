@@ -190,3 +190,135 @@ def test_an_uploaded_photo_gives_what_mnist_predict_gives(page: Any, run: Path, 
     assert page.find_element("id", "status").text == f"read {photo.name}"
     _clear_with(page, "button")
     assert _is_cleared(page)
+
+
+def _save_screenshot(driver: Any, name: str) -> None:
+    """With MNIST_PLAYGROUND_SHOTS=folder (docs/ for the README), a small palette PNG of the page as it is."""
+    folder = os.environ.get("MNIST_PLAYGROUND_SHOTS")
+    if not folder:
+        return
+    import io
+
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    shot.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(Path(folder) / name, optimize=True)
+
+
+def _has_ink(driver: Any, selector: str) -> bool:
+    """Whether every canvas matching `selector` shows something other than one flat colour."""
+    return bool(
+        driver.execute_script(
+            "const all = Array.from(document.querySelectorAll(arguments[0]));"
+            "return all.length > 0 && all.every(c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "  for (let i = 4; i < d.length; i += 4) if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true; return false; });",
+            selector,
+        )
+    )
+
+
+def test_a_drawing_shows_each_layer_the_saliency_map_and_the_first_layer_weights(page: Any) -> None:
+    page.set_window_size(1280, 900)
+    try:
+        _draw(page, SEVEN)
+        assert _shown(page)[0] == "7"
+        explained = page.execute_script("return window.mnist.explained")
+        assert explained["layers"] == ["conv_1", "conv_2", "conv_3", "dense_1"]
+        assert len(page.find_elements("css selector", "#layers canvas")) == 4 and _has_ink(page, "#layers canvas")
+        captions = [e.text for e in page.find_elements("css selector", "#layers figcaption")]
+        assert captions[0].startswith("conv_1: 32 feature maps of 28×28") and captions[3].startswith("dense_1: 128 units")
+        # Red (raises the score) or blue (lowers it) over the grey digit: the saliency map is drawn in colour.
+        assert page.execute_script(
+            "const d = document.getElementById('saliency').getContext('2d').getImageData(0, 0, 28, 28).data;"
+            "for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1]) return true; return false;"
+        )
+        assert _has_ink(page, "#weights") and page.execute_script("return window.mnist.weightsVersion") == 1
+        assert page.find_element("id", "version").text == "version 1"
+        assert "gradient of the predicted class's logit" in page.find_element("css selector", ".seen abbr").get_attribute("title")
+        _save_screenshot(page, "playground-draw.png")
+    finally:
+        page.set_window_size(820, 760)
+        _clear_with(page, "button")
+
+
+def test_a_failed_upload_empties_the_square_and_a_read_note_is_not_an_error(page: Any, tmp_path: Path) -> None:
+    _draw(page, ONE)
+    broken = tmp_path / "not-a-picture.png"
+    broken.write_bytes(b"this is text")
+    page.find_element("id", "file").send_keys(str(broken))
+    _settle(page)
+    status = page.find_element("id", "status")
+    assert "not a PNG" in status.text and "error" in status.get_attribute("class")
+    assert page.execute_script(
+        "const c = document.getElementById('pad'); return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.every(v => v === 255);"
+    ), "the square still shows the previous drawing beside the error"
+    _clear_with(page, "button")
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 740)], ids=["desktop", "phone"])
+def test_the_prediction_is_in_sight_beside_the_pad_on_wide_and_phone_screens(page: Any, width: int, height: int) -> None:
+    page.set_window_size(width, height)
+    try:
+        inner = page.execute_script("return [window.innerWidth, window.innerHeight]")
+        prediction = page.find_element("id", "prediction").rect
+        pad = page.find_element("id", "pad").rect
+        assert prediction["y"] + prediction["height"] <= inner[1], "the prediction is below the fold"
+        if inner[0] >= 1200:
+            # Side by side, using the width: the pad, the answer and the inside of the network.
+            assert prediction["x"] > pad["x"] + pad["width"] and page.find_element("css selector", ".inside").rect["x"] > inner[0] / 2
+    finally:
+        page.set_window_size(820, 760)
+
+
+def test_following_a_live_run_the_curves_gain_points_and_the_version_changes(
+    browser: Any, real_mnist_dir: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from serving import REPO
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "mnist").symlink_to(real_mnist_dir, target_is_directory=True)
+    run = tmp_path / "live-mlp"
+
+    def train(epochs: int, *more: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mnist_cli", "train", "--data-dir", str(data_dir), "--run-dir", str(run),
+             "--epochs", str(epochs), "--hidden", "64", "--quiet", *more],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+
+    # The run's first epoch, then the page, then the run goes on while the page watches: the test
+    # sets the pace, so a fast machine cannot finish the run before the page has looked.
+    assert train(1).wait(timeout=600) == 0
+    server = ServerProcess(str(run), "--follow", "--port", "0", "--quiet").start()
+    going_on = None
+    try:
+        browser.set_window_size(1280, 900)
+        browser.get(server.url)
+        wait = WebDriverWait(browser, 300, poll_frequency=0.1)
+        wait.until(lambda d: d.execute_script("return window.mnist.modelVersion !== null && window.mnist.points === 1"))
+        _draw(browser, SEVEN)
+        first_version = browser.execute_script("return window.mnist.answeredBy")
+        going_on = train(4, "--resume")
+        wait.until(lambda d: d.execute_script("return window.mnist.points") > 1)
+        wait.until(lambda d: d.execute_script("return window.mnist.answeredBy") != first_version)
+        _settle(browser)
+        # The drawing was read again by the new version, and its weights were fetched.
+        later = browser.execute_script("return window.mnist.answeredBy")
+        assert later > first_version and browser.find_element("id", "version").text == f"version {later}"
+        wait.until(lambda d: d.execute_script("return window.mnist.weightsVersion") == later)
+        assert "following the run" in browser.find_element("id", "run-note").text
+        assert going_on.wait(timeout=600) == 0
+        wait.until(lambda d: d.execute_script("return window.mnist.points") == 4)
+        _settle(browser)
+        _save_screenshot(browser, "playground-follow.png")
+    finally:
+        browser.set_window_size(820, 760)
+        if going_on is not None and going_on.poll() is None:
+            going_on.kill()
+        assert server.stop() == 0

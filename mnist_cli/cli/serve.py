@@ -42,6 +42,9 @@ def serve(
     ] = _DEFAULT.body_timeout_s,
     model_name: Annotated[str, typer.Option(help="The model's name in TF Serving's URLs, /v1/models/NAME:predict.")] = _DEFAULT.model_name,
     runs_root: options.RunsRootOption = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Serve a run while it trains: each new complete checkpoint is swapped in as a model version.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per request; only the address, warnings and errors.")] = False,
 ) -> None:
     """Serve a trained model: a page to draw digits on, POST /predict, and TensorFlow Serving's REST API."""
@@ -69,13 +72,24 @@ def serve(
 
         if not quiet:  # TensorFlow's import and the model's load take a few seconds
             common.err.print(f"loading {escape(str(target)) if target else 'the most recent run'}…", highlight=False)
-        loaded = loading.load(target, runs_root=runs_root, float32=True)  # as `mnist predict` runs it, never emulated bf16
+        run_dir = None
+        if follow:
+            from mnist_cli.serving import follow as following
+
+            run_dir = following.run_to_follow(target, runs_root=runs_root)
+            import mnist_cli.serving.app  # noqa: F401 - TensorFlow's import while the first epoch trains, not after it
+            waiting = lambda: common.err.print(f"waiting for the first checkpoint of {escape(str(run_dir))}…", highlight=False)  # noqa: E731
+            loaded = loading.load(following.wait_for_first(run_dir, on_wait=None if quiet else waiting), float32=True)
+        else:
+            loaded = loading.load(target, runs_root=runs_root, float32=True)  # as `mnist predict` runs it, never emulated bf16
         from mnist_cli.serving.app import create_app  # imports TensorFlow
 
         url = server.url(sock, config.host)
         on_request = None if quiet else _log_request
         grpc_address = server.address(grpc_sock, config.host) if grpc_sock else None
-        application = create_app(loaded, config, on_request=on_request, on_ready=lambda: _announce(loaded, config, url, grpc_address))
+        application = create_app(
+            loaded, config, on_request=on_request, on_ready=lambda: _announce(loaded, config, url, grpc_address), follow=run_dir
+        )
         stopped_by = server.run(application, sock, config, grpc_sock=grpc_sock, on_request=on_request, on_stopping=_stopping)
     finally:
         sock.close()

@@ -18,6 +18,7 @@ from mnist_cli.core import config as cfg
 from mnist_cli.core import precision as precision_choice
 from mnist_cli.core.config import TrainConfig
 from mnist_cli.runs import runs as run_dirs
+from mnist_cli.serving.config import ServeConfig
 from mnist_cli.training.events import (
     EpochDone,
     EpochStarted,
@@ -226,6 +227,10 @@ def train(
         Optional[str],
         typer.Option(help="Devices for --strategy mirrored, comma-separated (e.g. /gpu:0,/gpu:1) \\[default: all local GPUs].", show_default=False),
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Also serve the drawing page, following the run as it trains (`mnist serve RUN --follow`, in its own process).")
+    ] = False,
+    port: Annotated[int, typer.Option(help="The --serve page's port; 0 picks a free one.")] = ServeConfig().port,
     json_output: options.JsonOption = False,
     quiet: options.QuietOption = False,
 ) -> None:
@@ -258,8 +263,13 @@ def train(
     # TensorFlow (2-3 s) only once the run and its data are in place: a wrong path fails at once.
     from mnist_cli.training import distribute, trainer
     placement = distribute.make_placement(strategy.value, devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None)
-    with reporter.live() if reporter else contextlib.nullcontext():
-        result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement, data_directory=directory)
+    page = _start_page(run_path, port) if serve else None
+    try:
+        with reporter.live() if reporter else contextlib.nullcontext():
+            result = trainer.fit(config, splits, run_dir=run_path, on_event=reporter, placement=placement, data_directory=directory)
+    finally:
+        if page is not None:
+            page.stop()  # the training ended, failed or was interrupted: the page's server goes with it
     if json_output:
         common.print_json(result.to_dict())
     else:
@@ -267,3 +277,19 @@ def train(
         # Plain lines, outside the table, so they can be pasted as they are.
         for command in next_commands(result):
             common.out.print(f"next: {common.safe(command)}", highlight=False, soft_wrap=True)
+
+
+def _start_page(run_path: Path, port: int) -> Any:
+    from mnist_cli.serving.follow import FollowServer
+
+    def listening(url: str) -> None:
+        common.err.print(f"watch it learn at {common.safe(url)} (the page follows the run; it stops with the training)", highlight=False, soft_wrap=True)
+
+    def stopped(code: int, lines: list[str]) -> None:
+        last = next((line for line in reversed(lines) if line.strip()), "")
+        common.err.print(f"[bold yellow]warning:[/] the page's server stopped (exit {code}){': ' + common.safe(last) if last else ''}; the training goes on", highlight=False, soft_wrap=True)
+
+    page = FollowServer(run_path, port=port, on_address=listening, on_exit=stopped)
+    page.start()
+    common.err.print("the page's server starts; it listens once the first checkpoint is saved", highlight=False)
+    return page

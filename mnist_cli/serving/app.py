@@ -9,8 +9,10 @@ FastAPI dependency. Another protocol is one more router module and one more line
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 from fastapi import FastAPI
@@ -24,17 +26,19 @@ from mnist_cli.serving.config import ServeConfig
 from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.serving.models import FIRST_VERSION, ModelRegistry, make_servable, model_info
 from mnist_cli.serving.observe import Observe, OnRequest, RequestLog
+from mnist_cli.serving import follow as follow_run
+from mnist_cli.serving.follow import Feed
 from mnist_cli.serving.readers import PictureReaders
-from mnist_cli.serving.routers import ops, page, predict, tfserving, v2
+from mnist_cli.serving.routers import events, explain, ops, page, predict, tfserving, v2
 from mnist_cli.serving.state import ServingState, install_error_handlers
 
 __all__ = ["RequestLog", "create_app", "model_info"]
 
 
-def make_state(loaded: Loaded, config: ServeConfig) -> ServingState:
-    """The shared state of a server holding `loaded` as version 1."""
+def make_state(loaded: Loaded, config: ServeConfig, version: int = FIRST_VERSION) -> ServingState:
+    """The shared state of a server holding `loaded` as `version` (1 unless following a run)."""
     metrics = ServerMetrics(max_batch_size=config.max_batch_size)
-    models = ModelRegistry(config.model_name, (make_servable(loaded, FIRST_VERSION, config),))
+    models = ModelRegistry(config.model_name, (make_servable(loaded, version, config),))
     state: ServingState
     batcher = Batcher(
         enabled=config.batching,
@@ -54,19 +58,34 @@ def create_app(
     *,
     on_request: OnRequest | None = None,
     on_ready: Callable[[], None] | None = None,
+    follow: Path | None = None,
 ) -> FastAPI:
-    """An ASGI app serving `loaded` with `config`'s batching and limits; `on_request` hears of every request."""
-    state = make_state(loaded, config)
+    """An ASGI app serving `loaded` with `config`'s batching and limits; `on_request` hears of every request.
+
+    With `follow` (a run directory), each new complete checkpoint of the run is swapped in as a version.
+    """
+    version = (loaded.source.step or FIRST_VERSION) if follow else FIRST_VERSION
+    state = make_state(loaded, config, version)
+    explain.prepare(state.models.current())
+    feed = Feed()
+    follower = follow_run.follower_for(state, feed, follow) if follow else None
+    if follower is None:
+        follow_run.show_run(feed, loaded, version)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.batcher.start()
         await anyio.to_thread.run_sync(state.readers.start)
+        feed.attach(asyncio.get_running_loop())
+        if follower is not None:
+            follower.start()
         if on_ready is not None:
             on_ready()
         try:
             yield
         finally:
+            if follower is not None:
+                await asyncio.to_thread(follower.stop)
             await state.batcher.stop()
             state.readers.stop()  # on the loop: it removes the workers' pipe readers
 
@@ -78,6 +97,7 @@ def create_app(
         static_url="/docs-assets",
     )
     app.state.serving = state
+    app.state.feed = feed
     install_error_handlers(app)
     app.add_middleware(Observe, state=state, on_request=on_request)
     app.include_router(page.router)
@@ -85,5 +105,7 @@ def create_app(
     app.include_router(predict.router)
     app.include_router(tfserving.router)
     app.include_router(v2.router)
+    app.include_router(explain.router)
+    app.include_router(events.router)
     openapi.install(app, state)
     return app
