@@ -13,10 +13,13 @@ import pytest
 
 from helpers import IN_CI, invoke, write_tiny_dataset
 
-# Rich fixes a console's width from COLUMNS when the console is made. The commands' consoles
-# must therefore be made here, outside any one test's environment, as they are made outside
-# any invocation's in real use; else the first test to load a command sets every later width.
+# Rich fixes a console's width for good when COLUMNS is set as the console is made, and
+# pytest-xdist's workers start with COLUMNS=80. The commands' consoles are made here without it,
+# so that each test's COLUMNS (or none) is read when the command prints, as in a real process.
+_terminal = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if name in os.environ}
 import mnist_cli.cli.common  # noqa: E402,F401
+
+os.environ.update(_terminal)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mnist_cli.inference import loading
-from mnist_cli.runs import checkpoint_state, runs
+from mnist_cli.runs import checkpoint_state, layout
 from mnist_cli.serving.follow import Feed, Follower, newest_complete
 
 
@@ -41,15 +41,15 @@ class _Versions:
 @pytest.fixture
 def growing_run(tiny_run: Path, tmp_path: Path) -> tuple[Path, Path, list[str]]:
     """(a run holding only the first of tiny_run's checkpoints, tiny_run's checkpoint folder, their names)."""
-    source = tiny_run / runs.CHECKPOINTS_DIR
+    source = tiny_run / layout.CHECKPOINTS_DIR
     names = checkpoint_state.checkpoints_in(source)
     assert len(names) >= 2, names
     run = tmp_path / "growing"
-    (run / runs.CHECKPOINTS_DIR).mkdir(parents=True)
+    (run / layout.CHECKPOINTS_DIR).mkdir(parents=True)
     shutil.copy(tiny_run / "config.json", run / "config.json")
     for path in source.glob(f"{names[0]}.*"):
-        shutil.copy(path, run / runs.CHECKPOINTS_DIR / path.name)
-    _state_file(run / runs.CHECKPOINTS_DIR, names[0])
+        shutil.copy(path, run / layout.CHECKPOINTS_DIR / path.name)
+    _state_file(run / layout.CHECKPOINTS_DIR, names[0])
     return run, source, names
 
 
@@ -64,7 +64,7 @@ def test_a_checkpoint_being_written_is_never_loaded(growing_run: tuple[Path, Pat
     follower = Follower(run, feed, load=loading.load, install=versions.install, retire=versions.retire)
     follower.poll()
     assert versions.current == _step(first)
-    target = run / runs.CHECKPOINTS_DIR
+    target = run / layout.CHECKPOINTS_DIR
     # The new checkpoint's files arrive a slice at a time, the index last, as a slow disk writes them.
     for path in sorted(source.glob(f"{second}.*"), key=lambda p: p.suffix == ".index"):
         data = path.read_bytes()
@@ -87,7 +87,7 @@ def test_a_state_file_naming_a_missing_or_damaged_checkpoint_keeps_the_previous_
     versions, feed = _Versions(), Feed()
     follower = Follower(run, feed, load=loading.load, install=versions.install, retire=versions.retire)
     follower.poll()
-    target = run / runs.CHECKPOINTS_DIR
+    target = run / layout.CHECKPOINTS_DIR
     _state_file(target, "ckpt-999")  # no files at all
     follower.poll()
     assert newest_complete(run) is None and versions.current == _step(names[0])
@@ -112,7 +112,7 @@ class _FakeLoaded:
 
 def test_only_the_newest_versions_stay_loaded_and_the_history_reaches_the_feed(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    checkpoints = run / runs.CHECKPOINTS_DIR
+    checkpoints = run / layout.CHECKPOINTS_DIR
     checkpoints.mkdir(parents=True)
     (run / "config.json").write_text("{}")
     versions, feed = _Versions(), Feed()
@@ -123,13 +123,13 @@ def test_only_the_newest_versions_stay_loaded_and_the_history_reaches_the_feed(t
         (checkpoints / f"ckpt-{epoch * 10}.index").write_bytes(b"")
         _state_file(checkpoints, f"ckpt-{epoch * 10}")
         history.append({"epoch": epoch, **entry})
-        (run / runs.HISTORY_FILE).write_text(json.dumps(history))
+        (run / layout.HISTORY_FILE).write_text(json.dumps(history))
         follower.poll()
         assert versions.current == epoch * 10 and len(feed.view.history) == epoch
     assert sorted(versions.held) == [40, 50] and versions.retired == [10, 20, 30]
     assert [note.version for note in feed.view.versions] == [40, 50]
     # A damaged history is reported, and the curves keep what they had.
-    (run / runs.HISTORY_FILE).write_text('[{"epoch": 1, "train_loss": "nan"}]')
+    (run / layout.HISTORY_FILE).write_text('[{"epoch": 1, "train_loss": "nan"}]')
     follower.poll()
     assert len(feed.view.history) == 5 and "history.json" in (feed.view.problem or "")
 

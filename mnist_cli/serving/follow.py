@@ -27,7 +27,7 @@ from typing import Any
 
 from mnist_cli.core.config import CONFIG_FILE
 from mnist_cli.core.errors import MnistError, UsageError
-from mnist_cli.runs import checkpoint_state, runs
+from mnist_cli.runs import checkpoint_state, layout, runs
 
 KEEP_VERSIONS = 2  # the current version and the one before it (requests may still hold it)
 POLL_S = 0.25  # how often the run's files are looked at
@@ -119,7 +119,7 @@ def note_of(version: int, loaded: Any) -> VersionNote:
 
 def newest_complete(run_dir: Path) -> Path | None:
     """The checkpoint prefix the run's state file names, once its index is there; None before the first one."""
-    directory = Path(run_dir) / runs.CHECKPOINTS_DIR
+    directory = Path(run_dir) / layout.CHECKPOINTS_DIR
     state = checkpoint_state.read_checkpoint_state(directory)
     if state is None:
         return None
@@ -132,7 +132,7 @@ def run_to_follow(target: Path | str | None, *, runs_root: Path | None = None) -
     """The run directory `--follow` watches: `target`, else the most recent run; UsageError when it is not a run."""
     run_dir = runs.latest_run(runs.runs_root(runs_root)) if target is None else Path(target)
     if not run_dir.is_dir():
-        raise UsageError(f"--follow needs a run directory, got {run_dir}", "give the --run-dir of a `mnist train` (it may not have a checkpoint yet)")
+        raise UsageError(f"--follow needs a run directory, got {run_dir}", "give the run directory `mnist train` writes (it may not have a checkpoint yet)")
     return run_dir
 
 
@@ -207,7 +207,7 @@ class Follower:
             self.feed.publish(problem=problem)
 
     def _read_history(self) -> None:
-        path = self.run_dir / runs.HISTORY_FILE
+        path = self.run_dir / layout.HISTORY_FILE
         try:
             info = os.stat(path)
         except FileNotFoundError:
