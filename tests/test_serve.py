@@ -195,6 +195,9 @@ def test_a_bad_request_gets_a_4xx_json_error_and_the_server_goes_on(server: Serv
     assert answer.status_code == status, answer.text
     error = answer.json()
     assert message in error["error"], error
+    if status == 400:
+        # Every bad request says what to do, not only what is wrong (invalid JSON, a wrong shape...).
+        assert error.get("hint"), error
     if case == "one-bad-picture-of-two":
         # The other picture is still read, as `mnist predict` reads the others.
         assert error["results"][0]["prediction"] == 1 and "error" in error["results"][1]

@@ -28,7 +28,11 @@ _TF_DTYPES = {"uint8": "DT_UINT8", "float32": "DT_FLOAT", "int64": "DT_INT64"}
 
 
 class BadRequest(ValueError):
-    """A request this API cannot answer; the message is what the client is told."""
+    """A request this API cannot answer; the message is what the client is told, the hint what to do."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def parse_predict(body: bytes, *, max_instances: int) -> PredictRequest:
 
 def _check_count(count: int, max_instances: int) -> None:
     if count > max_instances:
-        raise BadRequest(f"too many instances: {count}, at most {max_instances} per request")
+        raise BadRequest(f"too many instances: {count}, at most {max_instances} per request", "send the images in several requests")
 
 
 def _named_input(value: Any, what: str) -> Any:

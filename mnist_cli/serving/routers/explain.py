@@ -23,7 +23,7 @@ from mnist_cli.serving.models import Servable
 from mnist_cli.serving import schemas
 
 # The same picture reading as /predict (its raw-body or form parsing).
-from mnist_cli.serving.routers.predict import _pictures_of as pictures_of
+from mnist_cli.serving.routers.predict import pictures_of
 from mnist_cli.serving.state import Refused, State
 
 router = APIRouter()
@@ -150,8 +150,6 @@ async def explain(
     """Each picture's digit with the network's activations and saliency map; 422 when one cannot be read."""
     body = await state.read_body(request)
     pictures = await pictures_of(request, body, state)
-    if len(pictures) > state.config.max_instances:
-        raise Refused(400, f"too many pictures: {len(pictures)}, at most {state.config.max_instances} per request")
     servable = state.models.current()  # the whole request uses one version, even if another is swapped in meanwhile
     prepared = _prepared_for(servable)
 

@@ -16,6 +16,8 @@ from mnist_cli.serving.state import Refused, ServingState, State
 RAW_BODY = "request body"  # the `path` of a picture sent as the whole body
 
 router = APIRouter()
+_FEWER = "send the pictures in several requests"
+
 
 @router.post(
     "/predict",
@@ -34,9 +36,7 @@ async def predict_pictures(
 ) -> Any:
     """Each picture's digit; 422 with every item's result when one cannot be read."""
     body = await state.read_body(request)
-    pictures = await _pictures_of(request, body, state)
-    if len(pictures) > state.config.max_instances:
-        raise Refused(400, f"too many pictures: {len(pictures)}, at most {state.config.max_instances} per request")
+    pictures = await pictures_of(request, body, state)
     servable = state.models.current()
     read = await state.readers.read(pictures)
     images = predict.readable_images(read)
@@ -60,17 +60,22 @@ def _item(result: predict.Prediction | predict.Failure, *, top_k: int, image: bo
     return item
 
 
-async def _pictures_of(request: Request, body: bytes, state: ServingState) -> list[predict.Picture]:
+async def pictures_of(request: Request, body: bytes, state: ServingState) -> list[predict.Picture]:
+    """The pictures of a /predict or /explain body: the body itself, or a multipart form's files."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        return await _form_pictures(request, body, state)
-    if content_type in ("application/json", "application/x-ndjson") or content_type.startswith("text/"):
+        pictures = await _form_pictures(request, body, state)
+    elif content_type in ("application/json", "application/x-ndjson") or content_type.startswith("text/"):
         raise Refused(
             415,
-            f"/predict takes pictures, not {content_type}",
+            f"{request.url.path} takes pictures, not {content_type}",
             f"send a picture's bytes (Content-Type: image/png, ...) or a multipart form; JSON arrays go to /v1/models/{state.models.name}:predict",
         )
-    return [predict.Picture(RAW_BODY, body)]
+    else:
+        pictures = [predict.Picture(RAW_BODY, body)]
+    if len(pictures) > state.config.max_instances:
+        raise Refused(400, f"too many pictures: {len(pictures)}, at most {state.config.max_instances} per request", _FEWER)
+    return pictures
 
 
 async def _form_pictures(request: Request, body: bytes, state: ServingState) -> list[predict.Picture]:
@@ -85,7 +90,7 @@ async def _form_pictures(request: Request, body: bytes, state: ServingState) -> 
         form = await parser.parse()
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several types for malformed forms
         if "too many files" in str(exc).lower():
-            raise Refused(400, f"too many pictures: at most {limit} per request") from None
+            raise Refused(400, f"too many pictures: at most {limit} per request", _FEWER) from None
         raise Refused(400, f"the multipart form cannot be read: {exc}", "send each picture as a file field") from None
     pictures = []
     try:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
+from mnist_cli.data.registry import COLS, ROWS
 from mnist_cli.serving import schemas, tfserving
 from mnist_cli.serving.models import Servable
 from mnist_cli.serving.state import Refused, ServingState, State
@@ -74,7 +75,12 @@ async def _predict(request: Request, state: ServingState, servable: Servable) ->
     try:
         parsed = parse() if len(body) <= _INLINE_JSON else await state.on_cpu(parse)
     except tfserving.BadRequest as exc:
-        raise Refused(400, str(exc)) from None
+        name = state.models.name
+        hint = exc.hint or (
+            f'send {{"instances": [image, ...]}}, each image a {ROWS}x{COLS} array of integers 0-255; '
+            f"GET /v1/models/{name}/metadata describes the input"
+        )
+        raise Refused(400, str(exc), hint) from None
     logits = await state.batcher.logits(parsed.images, servable.run_model)
     return JSONResponse(tfserving.answer(logits, columnar=parsed.columnar))
 
