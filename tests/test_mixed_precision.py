@@ -23,6 +23,7 @@ from mnist_cli.cli import app
 from mnist_cli.core.errors import MODEL
 from mnist_cli.data import load_split
 from mnist_cli.inference import litert, loading
+from mnist_cli.model import float32
 from serving import ServerProcess
 
 needs_litert = pytest.mark.skipif(not litert.runtime_available(), reason="ai-edge-litert has no wheel for this platform")
@@ -79,7 +80,7 @@ def predict(target: Path, folder: Path, *extra: str) -> tuple[list[dict[str, Any
 
 def test_the_run_is_mixed_precision(run: Path) -> None:
     model = loading.load(run / "model.keras").model
-    assert loading.is_mixed(model)
+    assert float32.is_mixed(model)
     assert json.loads((run / "config.json").read_text())["precision"] == "mixed-bf16"
 
 
@@ -103,7 +104,7 @@ def test_predict_converts_a_mixed_precision_network_to_litert_in_float32(run: Pa
 def test_a_mixed_model_keras_is_run_by_tensorflow_in_float32(bare_model: Path) -> None:
     mixed = loading.load(bare_model).model
     converted = loading.load(bare_model, float32=True).model
-    assert not loading.is_mixed(converted) and converted.inputs[0].dtype == "uint8"
+    assert not float32.is_mixed(converted) and converted.inputs[0].dtype == "uint8"
     assert {layer.dtype_policy.name for layer in converted.layers} == {"float32"}
     images = np.random.default_rng(0).integers(0, 256, size=(16, 28, 28), dtype=np.uint8)
     for original, copy in zip(mixed.get_weights(), converted.get_weights()):
@@ -144,7 +145,7 @@ def test_export_keras_keeps_the_network_as_trained(run: Path, tmp_path: Path) ->
     result = invoke("export", str(run), "--format", "keras", "-o", str(output), "--json")
     assert result.exit_code == 0, result.output
     assert not json.loads(result.stdout)["converted_to_float32"]
-    assert loading.is_mixed(loading.load(output).model)
+    assert float32.is_mixed(loading.load(output).model)
 
 
 def test_a_converter_failure_is_one_error_line(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -254,23 +254,23 @@ def _keras_zip(path: Path, members: dict[str, bytes]) -> Path:
 def test_a_keras_file_is_checked_from_its_zip_directory_before_keras_reads_it(
     tmp_path: Path, members: dict[str, bytes], says: str
 ) -> None:
-    from mnist_cli.inference import loading
+    from mnist_cli.model import keras_file
 
     model = _keras_zip(tmp_path / "model.keras", members)
     assert model.stat().st_size < 1 << 20
     with pytest.raises(ModelError, match=says):
-        loading._check_archive(model)
+        keras_file.check_archive(model)
     result = invoke("predict", "--checkpoint", str(model), str(model))
     assert result.exit_code == MODEL and says in one_error_line(result.stderr)
 
 
 def test_a_keras_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
-    from mnist_cli.inference import loading
+    from mnist_cli.model import keras_file
 
     model = tmp_path / "model.keras"
     _fifo(model)
     with pytest.raises(ModelError, match="is a FIFO"):
-        loading._check_archive(model)
+        keras_file.check_archive(model)
 
 
 # Values past the framework's limits -----------------------------------------------------

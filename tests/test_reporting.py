@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 
 from mnist_cli.report import metrics as report_metrics
-from mnist_cli.report import pictures
+from mnist_cli.report import text
 from mnist_cli.data import DATASETS
 from mnist_cli.core.errors import LOCAL_IO, LocalIOError
 from mnist_cli.report.metrics import compute_metrics, misclassified
-from mnist_cli.report.pictures import confusion_matrix_image, digit_grid, digit_grid_array, save_png, write_report
+from mnist_cli.report.confusion import confusion_matrix_image
+from mnist_cli.report.pictures import digit_grid, digit_grid_array, save_png, write_report
 
 DIGITS = DATASETS["mnist"].class_names
 FASHION = DATASETS["fashion-mnist"].class_names
@@ -148,14 +149,14 @@ def test_digit_grid_captions_add_readable_text_under_each_tile() -> None:
 
 
 def test_pictures_fall_back_to_pillows_font_without_system_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pictures, "_FONT_FILES", {False: (), True: ()})
-    pictures._font.cache_clear()
+    monkeypatch.setattr(text, "FONT_FILES", {False: (), True: ()})
+    text.sans_font.cache_clear()
     try:
         grid = digit_grid(np.zeros((2, 28, 28), np.uint8), captions=["7 → 1", "3 → 5"])
         matrix = confusion_matrix_image(compute_metrics(np.arange(10), np.arange(10), class_names=FASHION))
         assert grid.height > 28 * 3 and matrix.width > 300
     finally:
-        pictures._font.cache_clear()
+        text.sans_font.cache_clear()
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -113,3 +113,10 @@ class StudyMismatchError(MnistError):
     """An existing study was created with another search space, model or data set."""
 
     exit_code = STUDY
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for an `error:` line."""
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."

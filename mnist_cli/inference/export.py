@@ -17,7 +17,7 @@ import numpy as np
 from mnist_cli.core.errors import ModelError
 from mnist_cli.core.fileio import fsync_dir, io_error
 from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
-from mnist_cli.inference import loading
+from mnist_cli.model import float32
 from mnist_cli.model.signature import CLASSES, INPUT, INPUT_DTYPE, INPUT_SHAPE, LOGITS, PROBABILITIES, SIGNATURE
 from mnist_cli.runs.layout import EXPORT_DIR, EXPORT_FILES as FORMATS
 
@@ -84,9 +84,9 @@ def export_model(model: Any, *, export_format: str, output: Path, overwrite: boo
     # 1e-3 between eager and graph runs (and crawls on CPUs without bf16): these exports are
     # for serving, where mixed precision buys nothing portable, so they are float32. A
     # .keras export keeps the network as trained.
-    converted = export_format in FLOAT32_FORMATS and loading.is_mixed(model)
+    converted = export_format in FLOAT32_FORMATS and float32.is_mixed(model)
     if converted:
-        model = loading.float32_copy(model)
+        model = float32.float32_copy(model)
     try:
         written = _write(model, export_format, scratch)
         images = check_images()

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from mnist_cli.core.config import ENGINES, TrainConfig
-from mnist_cli.core.errors import MnistError, ModelError
+from mnist_cli.core.errors import MnistError, ModelError, first_line
 from mnist_cli.core.fileio import atomic_write_text
 from mnist_cli.core.tf_setup import native_stderr_silenced
 from mnist_cli.inference import loading
@@ -119,7 +119,7 @@ def load(
         message = exc.message if isinstance(exc, MnistError) else str(exc)
         return _fallback(engine, loaded, f"the LiteRT conversion failed: {message}", note)
     except Exception as exc:  # noqa: BLE001 - the converter's own errors: the TensorFlow path still serves
-        return _fallback(engine, loaded, f"the LiteRT conversion failed: {_first_line(exc)}", note)
+        return _fallback(engine, loaded, f"the LiteRT conversion failed: {first_line(exc)}", note)
     note(f"LiteRT: {fast.path}")
     return fast
 
@@ -285,11 +285,6 @@ def _check_runner(interpreter_class: Any, blob: bytes) -> Any:
 def _spelled(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join("N" if size == -1 else str(size) for size in shape) + "]"
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    line = lines[0] if lines else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _hash_file(digest: Any, path: Path) -> None:

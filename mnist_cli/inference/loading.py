@@ -12,15 +12,15 @@ import functools
 import glob
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_cli.runs import checkpoint_state, layout, runs
 from mnist_cli.core.config import TrainConfig
-from mnist_cli.core.errors import ModelError
+from mnist_cli.core.errors import ModelError, first_line
 from mnist_cli.runs.layout import CHECKPOINT_STATE, CONFIG_FILE
+from mnist_cli.model import float32 as float32_twin, keras_file
 from mnist_cli.model.signature import INPUT_DTYPE, INPUT_SHAPE, LOGITS, OUTPUT_SHAPES
 
 CHECKPOINT = "checkpoint"
@@ -291,7 +291,7 @@ def _load_checkpoint(target: Target, *, float32: bool = False) -> Loaded:
         raise
     except Exception as exc:  # noqa: BLE001 - TF's reader raises IndexError and others for truncated files
         raise ModelError(
-            f"checkpoint {prefix} cannot be read: {_first_line(exc)}",
+            f"checkpoint {prefix} cannot be read: {first_line(exc)}",
             "it may be partial or corrupt; use another checkpoint or train again",
         ) from None
     # restore_weights checks each of the model's variables; a checkpoint with more
@@ -327,56 +327,27 @@ def _stored_int(tf: Any, prefix: str, name: str) -> int | None:
         return None
 
 
-def is_mixed(model: Any) -> bool:
-    """Whether some layer of `model` computes in less than float32 (a mixed-precision network)."""
-    return any(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", "float32") != "float32" for layer in model.layers)
-
-
-def float32_copy(model: Any) -> Any:
-    """The same network with the same weights, computing in float32 throughout.
-
-    Mixed precision only speeds training up, and the TFLite converter has no bfloat16
-    kernels ('tf.Mul' op is neither a custom op nor a flex op). Each layer is rebuilt from
-    its own config with a float32 policy (the uint8 input stays as it is), so this works
-    for a model.keras without a run beside it too.
-    """
-    import keras
-
-    def rebuilt(layer: Any) -> Any:
-        return type(layer).from_config({**layer.get_config(), "dtype": "float32"})
-
-    try:
-        copy = keras.models.clone_model(model, clone_function=rebuilt)
-        copy.set_weights(model.get_weights())
-    except Exception as exc:  # noqa: BLE001 - a subclassed or foreign model Keras cannot clone
-        raise ModelError(
-            f"the mixed-precision model {model.name!r} cannot be rebuilt in float32: {_first_line(exc)}",
-            "use the run's checkpoints, which are rebuilt from its config.json",
-        ) from None
-    return copy
-
-
 def _load_keras(target: Target, *, float32: bool = False) -> Loaded:
     config = TrainConfig.load(target.config_file.parent) if target.config_file else TrainConfig()
-    _check_archive(target.path)  # before TensorFlow is imported: a bad file fails in a blink
+    keras_file.check_archive(target.path)  # before TensorFlow is imported: a bad file fails in a blink
     from mnist_cli.core.tf_setup import import_tensorflow, native_stderr_silenced
 
     import_tensorflow()
     import keras
 
     try:
-        # Keras warns (on stderr) about members it skips; _check_archive refused those already.
+        # Keras warns (on stderr) about members it skips; check_archive refused those already.
         with warnings.catch_warnings(), native_stderr_silenced():  # h5py/HDF5 diagnostics too
             warnings.simplefilter("ignore")
             model = keras.saving.load_model(target.path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for damaged or foreign files
         raise ModelError(
-            f"{target.path} cannot be loaded as a Keras model: {_first_line(exc)}",
+            f"{target.path} cannot be loaded as a Keras model: {first_line(exc)}",
             "it may be corrupt or from another program; export it again with `mnist export`, or use the run's checkpoints",
         ) from None
     _check_io(model, target.path)
-    if float32 and is_mixed(model):
-        model = float32_copy(model)
+    if float32 and float32_twin.is_mixed(model):
+        model = float32_twin.float32_copy(model)
     source = Source(
         kind=KERAS,
         path=str(target.path),
@@ -388,49 +359,6 @@ def _load_keras(target: Target, *, float32: bool = False) -> Loaded:
         step=None,
     )
     return Loaded(model=model, config=config, source=source, config_known=target.config_file is not None)
-
-
-# Bounds on a .keras archive, checked from its directory before Keras reads a member: the
-# JSON members of a model.keras are a few kilobytes, the weights of the largest allowed
-# network well under the total cap. zipfile stops reading a member at its declared size,
-# so a member cannot expand past what the directory says.
-KERAS_JSON_LIMIT = 4 * 1024 * 1024
-KERAS_TOTAL_LIMIT = 2 * 1024 * 1024 * 1024
-KERAS_MAX_MEMBERS = 256
-
-
-def _check_archive(path: Path) -> None:
-    """Refuse a .keras file that is not a regular zip file of sane, bounded, relative members."""
-    from mnist_cli.core.safeio import UnsafeFile, check_regular
-
-    fix = "export it again with `mnist export`, or use the run's checkpoints"
-    try:
-        check_regular(path)
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except UnsafeFile as exc:
-        raise ModelError(f"{path} {exc}", fix) from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        raise ModelError(f"{path} is not a Keras model file (a .keras file is a zip archive)", f"it may be truncated or corrupt; {fix}") from None
-    if len(members) > KERAS_MAX_MEMBERS:
-        raise ModelError(f"{path} holds {len(members)} files, more than a Keras model has", fix)
-    total = 0
-    for member in members:
-        name = member.filename
-        if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/") or any(ord(c) < 32 for c in name):
-            raise ModelError(f"{path} holds a file with an unsafe name ({_quoted(name)}); refusing it", fix)
-        limit = KERAS_JSON_LIMIT if name.endswith(".json") else KERAS_TOTAL_LIMIT
-        total += member.file_size
-        if member.file_size > limit or total > KERAS_TOTAL_LIMIT:
-            raise ModelError(
-                f"{path}: {_quoted(name)} expands to {member.file_size:,} bytes, over the {limit:,}-byte cap; refusing it",
-                fix,
-            )
-
-
-def _quoted(text: str) -> str:
-    """A file name from an archive, quoted with its control characters escaped."""
-    return repr(text[:200])
 
 
 def _check_io(model: Any, path: Path) -> None:
@@ -453,9 +381,3 @@ def _check_io(model: Any, path: Path) -> None:
 def _keras_shape(shape: tuple[int, ...]) -> tuple[int | None, ...]:
     """A contract shape as Keras writes it: None, not -1, for any size."""
     return tuple(None if size == -1 else size for size in shape)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
