@@ -127,6 +127,14 @@ def real_mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_data_dir(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A --data-dir whose mnist/ is the real MNIST of MNIST_TEST_DATA."""
+    data_dir = tmp_path_factory.mktemp("real-data")
+    (data_dir / "mnist").symlink_to(real_mnist_dir, target_is_directory=True)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
     """The complete Fashion-MNIST from Debian's dataset-fashion-mnist package."""
     root = os.environ.get("MNIST_FASHION_DIR", "/usr/share/datasets/fashion-mnist")

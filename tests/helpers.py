@@ -137,6 +137,13 @@ def invoke(*args: str, input: bytes | None = None, env: dict[str, str | None] | 
     return result
 
 
+def train_cli(data_dir: Path, run_dir: Path, *options: str) -> Path:
+    """Train `run_dir` on the real MNIST of `data_dir` through the CLI, quietly; assert it finished."""
+    trained = invoke("train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *options, "--quiet")
+    assert trained.exit_code == 0, trained.stderr
+    return run_dir
+
+
 def outcome(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `mnist ARGS` run in this process, with no traceback."""
     result = invoke(*args, env=env)

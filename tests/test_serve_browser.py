@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pictures
-from helpers import IN_CI
+from helpers import IN_CI, train_cli
 from mnist_cli.cli import app
 from mnist_cli.data import load_split
 from serving import ServerProcess
@@ -65,18 +65,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="module")
-def run(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A convnet trained on real MNIST for two epochs (about 97% on the test set)."""
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "mnist").symlink_to(real_mnist_dir, target_is_directory=True)
     run_dir = tmp_path_factory.mktemp("runs") / "cnn"
-    trained = CliRunner().invoke(
-        app,
-        ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--model", "cnn", "--loss", "xent",
-         "--optimizer", "adam", "--epochs", "2", "--batch-size", "64", "--quiet"],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.stderr
-    return run_dir
+    return train_cli(real_data_dir, run_dir, "--model", "cnn", "--loss", "xent", "--optimizer", "adam", "--epochs", "2", "--batch-size", "64")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from typer.testing import CliRunner
 
-from mnist_cli.cli import app
 from mnist_cli.core.errors import ADDRESS
 from mnist_cli.data.idx import load_split
-from helpers import REPO
+from helpers import REPO, train_cli
 from serving import ServerProcess, free_port
 
 grpc = pytest.importorskip("grpc")
@@ -69,18 +67,10 @@ def server(tiny_run: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def real_run(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The walk-through's network trained on real MNIST with cross-entropy and Adam (about 95% on the test set)."""
-    data_dir = tmp_path_factory.mktemp("data")
-    (data_dir / "mnist").symlink_to(real_mnist_dir, target_is_directory=True)
     run_dir = tmp_path_factory.mktemp("runs") / "mlp"
-    trained = CliRunner().invoke(
-        app,
-        ["train", "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--loss", "xent", "--optimizer", "adam",
-         "--lr", "0.001", "--epochs", "5", "--batch-size", "64", "--quiet"],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.stderr
-    return run_dir
+    return train_cli(real_data_dir, run_dir, "--loss", "xent", "--optimizer", "adam", "--lr", "0.001", "--epochs", "5", "--batch-size", "64")
 
 
 @pytest.fixture(scope="module")
