@@ -140,7 +140,7 @@ def _png(label: int) -> bytes:
     import numpy as np
     from PIL import Image
 
-    from conftest import make_learnable_images
+    from helpers import make_learnable_images
 
     image = make_learnable_images(np.array([label], np.uint8), np.random.default_rng(label))[0]
     buffer = io.BytesIO()

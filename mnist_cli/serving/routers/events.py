@@ -26,11 +26,24 @@ def feed_of(request: Request) -> Feed:
     return request.app.state.feed
 
 
+# One event of the stream, as OpenAPI 3.1 describes a text/event-stream item (3.2's itemSchema).
+_EVENT = {
+    "type": "object",
+    "required": ["data", "event"],
+    "properties": {
+        "event": {"type": "string", "enum": ["run"]},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "the run's history and versions"},
+        "id": {"type": "string", "description": "the view's revision"},
+        "retry": {"type": "integer", "description": "milliseconds before a client reconnects"},
+    },
+}
+
+
 @router.get(
     "/events",
     summary="Server-Sent Events: the run's per-epoch history and its model versions, as they change",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "`event: run` lines whose data is the run's view as JSON"}},
+    responses={200: {"content": {"text/event-stream": {"schema": _EVENT}}, "description": "`event: run` events whose data is the run's view as JSON"}},
 )
 async def events(request: Request) -> EventSourceResponse:
     """The run's view now, then at each change."""
