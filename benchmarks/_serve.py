@@ -22,6 +22,7 @@ from mnist_cli.serving.config import ServeConfig  # noqa: E402
 def main() -> None:
     target, overrides = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
     config = ServeConfig(port=0, **overrides)
+    server.limit_model_threads(config)
     sock = server.bind(config.host, config.port)
     url = server.url(sock, config.host)
     application = create_app(loading.load(target), config, on_ready=lambda: print(f"serving at {url} (bench)", flush=True))

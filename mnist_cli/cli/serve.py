@@ -41,6 +41,9 @@ def serve(
         float, typer.Option(help="Seconds a client has to send its whole body; slower ones are cut off (408).")
     ] = _DEFAULT.body_timeout_s,
     model_name: Annotated[str, typer.Option(help="The model's name in TF Serving's URLs, /v1/models/NAME:predict.")] = _DEFAULT.model_name,
+    model_threads: Annotated[
+        int, typer.Option(help="Threads of each model call (TF Serving's intra-op parallelism); 0: one per core.")
+    ] = _DEFAULT.model_threads,
     runs_root: options.RunsRootOption = None,
     follow: Annotated[
         bool, typer.Option("--follow", help="Serve a run while it trains: each new complete checkpoint is swapped in as a model version.")
@@ -59,8 +62,11 @@ def serve(
         max_body_bytes=int(max_body_mb * MIB),
         body_timeout_s=body_timeout,
         model_name=model_name,
+        model_threads=model_threads,
     )
     from mnist_cli.serving import server
+
+    server.limit_model_threads(config)  # before the model's load starts TensorFlow
 
     # The address first: a port in use is reported in milliseconds, before the model loads.
     sock = server.bind(config.host, config.port)

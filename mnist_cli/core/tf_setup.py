@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from types import ModuleType
 
 CPU_DEVICES_ENV = "MNIST_CPU_DEVICES"
+INTRA_OP_ENV = "TF_NUM_INTRAOP_THREADS"  # TensorFlow's own
 
 
 def import_tensorflow() -> ModuleType:
@@ -32,6 +33,15 @@ def import_tensorflow() -> ModuleType:
     # file) would print beside the one `error:` line; the tool reports those itself.
     tensorflow.get_logger().setLevel(logging.ERROR)
     return tensorflow
+
+
+def limit_op_threads(intra_op: int) -> bool:
+    """Run each TensorFlow op on at most `intra_op` threads; False if TensorFlow has started already (too late)."""
+    if "tensorflow" in sys.modules:
+        return False
+    # Read once, when TensorFlow makes its thread pools; before that no call can set it.
+    os.environ[INTRA_OP_ENV] = str(intra_op)
+    return True
 
 
 @contextlib.contextmanager

@@ -38,6 +38,11 @@ class ServeConfig:
     # or "threads" of the server; `preprocess_workers` 0 means one per core.
     preprocessing: str = "processes"
     preprocess_workers: int = 0
+    # Threads of each model call (TF Serving's --tensorflow_intra_op_parallelism); 0: one per
+    # core, TensorFlow's default. One call runs at a time and the picture readers take the
+    # cores: a second thread cost 1.7x the CPU of a one-picture call for a few percent of its
+    # time, and did not raise the TF Serving API's requests/s (benchmarks/RESULTS.md, section 6b).
+    model_threads: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -56,6 +61,8 @@ class ServeConfig:
             raise UsageError(f"preprocessing must be one of {', '.join(PREPROCESSING)}, got {self.preprocessing!r}")
         if self.preprocess_workers < 0:
             raise UsageError(f"preprocess workers must be >= 0 (0: one per core), got {self.preprocess_workers}")
+        if self.model_threads < 0:
+            raise UsageError(f"--model-threads must be >= 0 (0: one per core), got {self.model_threads}")
         if not self.model_name or "/" in self.model_name or ":" in self.model_name:
             raise UsageError(f"--model-name must be a name without '/' or ':', got {self.model_name!r}")
 

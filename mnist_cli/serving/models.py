@@ -56,10 +56,17 @@ class Servable:
     version: int
     loaded: Loaded
     info: Mapping[str, Any]
+    # The compiled step's one traced graph, called directly: the tf.function around it binds
+    # and looks up its arguments on every call, which cost 0.5-0.8 ms of CPU a call here, as
+    # much as the convnet itself on one picture (benchmarks/RESULTS.md, section 6b).
+    step: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step", self.loaded.predict_step.get_concrete_function())
 
     def run_model(self, images: np.ndarray) -> np.ndarray:
         """The logits [k, classes] for uint8 images [k, 28, 28] (blocking: call it from a worker thread)."""
-        return self.loaded.predict_step(images).numpy()
+        return self.step(images).numpy()
 
 
 def make_servable(loaded: Loaded, version: int, config: ServeConfig) -> Servable:

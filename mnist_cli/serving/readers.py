@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from mnist_cli.core.memory import keep_freed_memory
 from mnist_cli.inference import predict
 from mnist_cli.serving.config import PREPROCESSING
 
@@ -32,6 +33,7 @@ KINDS = PREPROCESSING
 def _work(connection: Any) -> None:
     """A worker process: read each batch of pictures it is sent, answer with the digits, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server decides when workers stop
+    keep_freed_memory()  # each picture's arrays reuse the last one's pages instead of faulting in fresh ones
     while True:
         try:
             number, pictures = connection.recv()

@@ -45,6 +45,14 @@ def bind(host: str, port: int, *, option: str = "--port") -> socket.socket:
     return sock
 
 
+def limit_model_threads(config: ServeConfig) -> None:
+    """Before TensorFlow starts: each model call on `config.model_threads` threads (0 leaves TensorFlow's default)."""
+    if config.model_threads:
+        from mnist_cli.core.tf_setup import limit_op_threads
+
+        limit_op_threads(config.model_threads)
+
+
 def address(sock: socket.socket, host: str) -> str:
     """host:port for a client of a bound socket (an address of every interface shown as loopback)."""
     port = sock.getsockname()[1]

@@ -18,27 +18,58 @@ _ACROSS_ROWS = np.ones((3, 1), np.uint8)
 
 def remove_lines(ink: np.ndarray) -> np.ndarray:
     """Erase thin straight lines that cross the whole picture (ruled or squared paper, a margin), keeping strokes across them."""
-    ink = _remove_rows(ink)
-    return np.ascontiguousarray(_remove_rows(np.ascontiguousarray(ink.T)).T)
+    marked = _marked(ink)
+    if _reaches_both_edges(marked):
+        erased = _remove_rows(ink, marked)
+        if erased is not ink:
+            ink, marked = erased, _marked(erased)
+    # Lines running down are rows of the transposed picture; the copy it needs is made only
+    # when ink reaches both the top and the bottom strip (a digit alone never does).
+    if not _reaches_both_edges(marked.T):
+        return ink
+    return np.ascontiguousarray(_remove_rows(np.ascontiguousarray(ink.T), np.ascontiguousarray(marked.T)).T)
 
 
-def _remove_rows(ink: np.ndarray) -> np.ndarray:
+def _marked(ink: np.ndarray) -> np.ndarray:
+    """uint8 1 where the ink is strong enough to belong to a printed line."""
+    return (ink >= _LINE_INK).view(np.uint8)
+
+
+def _edge(width: int) -> int:
+    return max(1, round(_LINE_EDGE * width))
+
+
+def _reaches_both_edges(marked: np.ndarray) -> bool:
+    """Whether the marks could hold a line across (at least half an edge strip's width of them in each outer strip)."""
+    width = marked.shape[1]
+    if width < 32:
+        return False
+    edge = _edge(width)
+    left, right = marked[:, :edge], marked[:, width - edge :]
+    # A line leaves at least half an edge strip's width of ink in each strip; a digit in the
+    # middle of the picture leaves none, and the search over tilts is skipped.
+    if min(np.count_nonzero(left), np.count_nonzero(right)) < 0.5 * edge:
+        return False
+    # A line found must cover half of an end strip's columns where it runs inside it, and run
+    # inside one for half its width: a quarter of a strip's columns. A digit whose strokes
+    # only reach into the strips (a tall one does, top and bottom) covers fewer.
+    return max(_columns(left), _columns(right)) >= 0.25 * edge
+
+
+def _columns(strip: np.ndarray) -> int:
+    """How many columns of the strip hold a mark."""
+    return int(np.count_nonzero(strip.any(axis=0)))
+
+
+def _remove_rows(ink: np.ndarray, marked: np.ndarray) -> np.ndarray:
     """`remove_lines` for lines running across (tilted by up to 2 degrees: a photo is never square to the sheet)."""
     height, width = ink.shape
-    if width < 32:
-        return ink
-    edge = max(1, round(_LINE_EDGE * width))
-    # A line leaves at least half an edge strip's width of ink in each strip; a digit in the
-    # middle of the picture leaves none, and the search over tilts below is skipped.
-    marked = (ink >= _LINE_INK).view(np.uint8)
-    if min(cv2.countNonZero(marked[:, :edge]), cv2.countNonZero(marked[:, width - edge :])) < 0.5 * edge:
-        return ink
     ys, xs = np.nonzero(marked)
     if len(ys) < width * _LINE_SPAN:
         return ink
     shift = _tilt(ys, xs, width)
     rows = ys + shift[xs]
-    bands = _bands(rows, xs, shift, height, edge)
+    bands = _bands(rows, xs, shift, height, _edge(width))
     thickest = max(3, round(_LINE_WIDTH * height)) + 2  # the bands found are a row wider on each side
     bands = [(start, stop) for start, stop in bands if stop - start <= thickest]
     # A broad band (a shadow's edge, a dark table) is not a printed line, and is kept.
