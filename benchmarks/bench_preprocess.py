@@ -9,7 +9,9 @@ digits) go through `preprocess` (decoding included, as `/predict` does it):
   2 threads   pictures per second with a pool of 2 threads (what `/predict` can get out of
               2 cores: numpy and OpenCV release the GIL, Python loops do not), beside 1 thread
 
-The old code is read from git at run time (`git show REV:mnist_cli/inference/preprocessing.py`,
+Each implementation runs in a process of its own, as it runs for real: the old one as
+`mnist predict` and the server's threads ran it, today's as `/predict`'s picture readers
+run it (with `core.memory.keep_freed_memory`). The old code is read from git at run time (`git show REV:mnist_cli/inference/preprocessing.py`,
 default REV 50951ca, the last commit before the package) into a temporary module; no copy of
 it is kept in the tree. Both must give the same digits: the correlation of their 28x28
 outputs is printed per kind.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from mnist_cli.data import load_split  # noqa: E402
 from mnist_cli.inference import preprocessing  # noqa: E402
 
 OLD_REV = "50951ca"
+BEFORE, NOW = "before", "opencv"
 OLD_PATH = "mnist_cli/inference/preprocessing.py"
 Preprocess = Callable[[bytes], np.ndarray]
 
@@ -90,27 +94,69 @@ def two_threads(run: Preprocess, batch: list[bytes], pool: ThreadPoolExecutor) -
     return len(batch) / (time.perf_counter() - start)
 
 
-def measure(implementations: dict[str, Preprocess], kinds: dict[str, list[bytes]], rounds: int) -> dict[str, Any]:
-    """Per kind and implementation: lists of wall ms, CPU ms and 2-thread pictures/s, one entry per round."""
-    results: dict[str, Any] = {kind: {name: {"wall_ms": [], "cpu_ms": [], "two_threads_per_s": []} for name in implementations} for kind in kinds}
-    names = list(implementations)
+def _host(connection: Any, name: str, old_rev: str, folder: str, kinds: dict[str, list[bytes]]) -> None:
+    """One implementation in a process of its own, set up as it runs for real, timing what it is asked to."""
+    if name == NOW:
+        # As `/predict`'s picture readers run it (serving/readers.py).
+        from mnist_cli.core.memory import keep_freed_memory
+
+        keep_freed_memory()
+        run: Preprocess = preprocessing.preprocess
+    else:
+        run = load_old(old_rev, Path(folder))
+    for batch in kinds.values():  # warm-up: imports, OpenCV's first calls
+        run(batch[0])
     with ThreadPoolExecutor(2) as pool:
-        for round_ in range(rounds):
-            for kind, batch in kinds.items():
-                # The order alternates, so neither always runs in the other's wake (caches, load).
-                for name in names if round_ % 2 == 0 else names[::-1]:
-                    wall, cpu = one_thread(implementations[name], batch)
-                    entry = results[kind][name]
-                    entry["wall_ms"].append(wall)
-                    entry["cpu_ms"].append(cpu)
-                    entry["two_threads_per_s"].append(two_threads(implementations[name], batch, pool))
+        while (request := connection.recv()) is not None:
+            what, kind = request
+            batch = kinds[kind]
+            if what == "one":
+                connection.send(one_thread(run, batch))
+            elif what == "two":
+                connection.send(two_threads(run, batch, pool))
+            else:
+                connection.send([run(data) for data in batch])
+
+
+class Host:
+    """A process running one implementation (`_host`)."""
+
+    def __init__(self, name: str, old_rev: str, folder: str, kinds: dict[str, list[bytes]]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_host, args=(child, name, old_rev, folder, kinds), daemon=True)
+        self.process.start()
+        child.close()
+
+    def ask(self, what: str, kind: str) -> Any:
+        self.connection.send((what, kind))
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.connection.send(None)
+        self.process.join(timeout=30)
+
+
+def measure(hosts: dict[str, Host], kinds: dict[str, list[bytes]], rounds: int) -> dict[str, Any]:
+    """Per kind and implementation: lists of wall ms, CPU ms and 2-thread pictures/s, one entry per round."""
+    results: dict[str, Any] = {kind: {name: {"wall_ms": [], "cpu_ms": [], "two_threads_per_s": []} for name in hosts} for kind in kinds}
+    names = list(hosts)
+    for round_ in range(rounds):
+        for kind in kinds:
+            # The order alternates, so neither always runs in the other's wake (caches, load).
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                wall, cpu = hosts[name].ask("one", kind)
+                entry = results[kind][name]
+                entry["wall_ms"].append(wall)
+                entry["cpu_ms"].append(cpu)
+                entry["two_threads_per_s"].append(hosts[name].ask("two", kind))
     return results
 
 
-def agreement(implementations: dict[str, Preprocess], batch: list[bytes]) -> float:
+def agreement(hosts: dict[str, Host], kind: str) -> float:
     """Mean correlation of the two implementations' 28x28 digits."""
-    old, new = implementations.values()
-    return float(np.mean([np.corrcoef(old(data).ravel().astype(float), new(data).ravel().astype(float))[0, 1] for data in batch]))
+    old, new = (host.ask("outputs", kind) for host in hosts.values())
+    return float(np.mean([np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1] for a, b in zip(old, new)]))
 
 
 def table(results: dict[str, Any], agree: dict[str, float]) -> str:
@@ -120,7 +166,7 @@ def table(results: dict[str, Any], agree: dict[str, float]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for kind, entry in results.items():
-        old, new = entry["before"], entry["opencv"]
+        old, new = entry[BEFORE], entry[NOW]
         cells = [kind]
         for item in (old, new):
             cells.append(f"{common.median(item['wall_ms']):.1f} ({common.median(item['cpu_ms']):.1f})")
@@ -145,15 +191,16 @@ def main() -> None:
     if problem:
         sys.exit(f"error: {problem}")
     with tempfile.TemporaryDirectory() as folder:
-        implementations = {"before": load_old(args.old, Path(folder)), "opencv": preprocessing.preprocess}
         kinds = make_pictures(args.mnist_dir, args.count)
-        for batch in kinds.values():  # warm-up: imports, OpenCV's first calls
-            for run in implementations.values():
-                run(batch[0])
-        load_before = common.load_average()
-        results = measure(implementations, kinds, args.rounds)
-        load_after = common.load_average()
-        agree = {kind: agreement(implementations, batch) for kind, batch in kinds.items()}
+        hosts = {name: Host(name, args.old, folder, kinds) for name in (BEFORE, NOW)}
+        try:
+            load_before = common.load_average()
+            results = measure(hosts, kinds, args.rounds)
+            load_after = common.load_average()
+            agree = {kind: agreement(hosts, kind) for kind in kinds}
+        finally:
+            for host in hosts.values():
+                host.close()
     machine = common.machine()
     print(f"{machine.get('Model name', '?')}, {machine.get('cpus')} CPUs; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     print(f"{args.count} pictures of each kind, medians of {args.rounds} interleaved rounds; ms = wall time per picture, one thread")

@@ -461,3 +461,33 @@ def test_iter_image_paths_rejects_a_folder_without_images(tmp_path: Path) -> Non
     with pytest.raises(InputError) as exc:
         iter_image_paths([tmp_path])
     one_line(exc, str(tmp_path), "holds no images")
+
+
+def test_histogram_statistics_equal_numpys_to_the_last_bit() -> None:
+    # A drawing's ink is computed from its grey levels' histogram; it must be the ink the
+    # general path computes, so each statistic must be numpy's exactly, not nearly.
+    from mnist_cli.inference.preprocessing import histogram
+
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        values = rng.integers(0, int(rng.integers(1, 256)) + 1, int(rng.integers(1, 5000))).astype(np.float32)
+        counts = np.bincount(values.astype(np.int64), minlength=256)
+        assert histogram.median(counts) == float(np.median(values))
+        assert histogram.percentile(counts, 90) == float(np.percentile(values, 90))
+    assert histogram.median(np.zeros(256)) == 0.0
+
+
+def test_a_drawing_on_flat_paper_reads_as_the_float_path_reads_it() -> None:
+    # A canvas of whole grey levels takes the histogram path; the same canvas with one pixel
+    # half a level off takes the float path, pixel by pixel: the ink must be the same.
+    import cv2
+
+    canvas = np.full((280, 280), 255, np.uint8)
+    cv2.ellipse(canvas, (140, 140), (60, 95), 0, 0, 360, 30, thickness=22, lineType=cv2.LINE_AA)
+    drawing = load.pixels(pictures.reopen(pictures.encode(Image.fromarray(canvas), "PNG")))
+    fractional = drawing.copy()
+    fractional[0, 0, 0] -= 0.5
+    fast, slow = lighting.ink(drawing), lighting.ink(fractional)
+    assert fast.dtype == slow.dtype == np.float32
+    assert fast.max() == 1.0 and (fast > 0.5).mean() > 0.05  # the ring is there, at full strength
+    assert np.array_equal(fast, slow)

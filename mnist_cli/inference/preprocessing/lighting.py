@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from mnist_cli.core.errors import InputError
+from mnist_cli.inference.preprocessing import histogram
 from mnist_cli.inference.preprocessing.opencv import cv2
 
 _MIN_CONTRAST = 32.0  # ink must differ from the paper by this much (of 255) to count
@@ -101,7 +103,7 @@ def _flat_grey_ink(lum: np.ndarray, paper: np.ndarray) -> np.ndarray:
     sampled = cv2.calcHist([np.ascontiguousarray(grey[::2, ::2])], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     signed = np.arange(256) - level  # how much lighter than the paper each grey level is
     first = np.abs(signed)
-    threshold = max(_MIN_CONTRAST, 6.0 * _histogram_median(np.bincount(first, weights=sampled, minlength=256)))
+    threshold = max(_MIN_CONTRAST, 6.0 * histogram.median(np.bincount(first, weights=sampled, minlength=256)))
     rough = first > threshold
     if counts[rough].sum() < 4:
         raise no_digit()
@@ -116,43 +118,16 @@ def _flat_grey_ink(lum: np.ndarray, paper: np.ndarray) -> np.ndarray:
         quiet = np.bincount(dist, weights=np.where(rough, 0, sampled), minlength=256)
         if quiet.sum() == 0:  # no quiet pixel among the sampled ones: all of them
             quiet = np.bincount(dist, weights=np.where(rough, 0, counts), minlength=256)
-        noise = _histogram_median(quiet)
+        noise = histogram.median(quiet)
     strong = np.where(dist > max(_MIN_CONTRAST, 6.0 * noise), counts, 0)
     if strong.sum() < 4:
         raise no_digit()
-    full = _histogram_percentile(np.bincount(dist, weights=strong, minlength=256), 90)
+    full = histogram.percentile(np.bincount(dist, weights=strong, minlength=256), 90)
     floor = min(max(4.0 * noise, _FLOOR * full), 0.5 * full)
     table = dist.astype(np.float32)
     np.subtract(table, np.float32(floor), out=table)
     np.multiply(table, np.float32(1.0 / (full - floor)), out=table)
     return cv2.LUT(grey, np.clip(table, 0.0, 1.0, out=table))
-
-
-def _histogram_median(counts: np.ndarray) -> float:
-    """`np.median` of the values 0..255 that `counts[value]` times each make up (0.0 if none)."""
-    total = int(counts.sum())
-    if total == 0:
-        return 0.0
-    below = np.cumsum(counts)
-    upper = int(np.searchsorted(below, total // 2, side="right"))
-    if total % 2:
-        return float(upper)
-    lower = int(np.searchsorted(below, total // 2 - 1, side="right"))
-    return float(np.float32(lower + upper) / np.float32(2.0))
-
-
-def _histogram_percentile(counts: np.ndarray, percent: float) -> float:
-    """`np.percentile` (linear) of the values 0..255 that `counts[value]` times each make up."""
-    total = int(counts.sum())
-    below = np.cumsum(counts)
-    index = (total - 1) * (percent / 100.0)
-    rank = math.floor(index)
-    lower = int(np.searchsorted(below, rank, side="right"))
-    upper = int(np.searchsorted(below, min(rank + 1, total - 1), side="right"))
-    # numpy's interpolation between the two neighbouring values (its _lerp), to the last bit.
-    low, high, weight = np.float32(lower), np.float32(upper), index - rank
-    step = high - low
-    return float(low + step * weight if weight < 0.5 else high - step * (1.0 - weight))
 
 
 def _flat_float_ink(lum: np.ndarray, paper: np.ndarray) -> np.ndarray:
@@ -222,6 +197,8 @@ def _flat_paper(pixels: np.ndarray, paper: np.ndarray) -> bool:
     """Whether most pixels are exactly the paper's colour: true of drawings, never of photos or scans (sensor noise)."""
     same = pixels[..., 0] == paper[0]
     for channel in range(1, pixels.shape[-1]):
+        if np.count_nonzero(same) < _FLAT_SHARE * same.size:  # a photo's noise: decided by the first channel
+            return False
         same &= pixels[..., channel] == paper[channel]
     return bool(np.count_nonzero(same) >= _FLAT_SHARE * same.size)
 
@@ -259,9 +236,7 @@ def _background(pixels: np.ndarray) -> np.ndarray:
 def _smooth_fit(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A cubic surface in x and y fitted to the cells' colours, and which cells fit it (ink is rejected as outliers)."""
     rows, cols, channels = cells.shape
-    y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : cols * 1j]
-    x, y = x.ravel(), y.ravel()
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], axis=1)
+    terms = _cubic_terms(rows, cols)
     values = cells.reshape(-1, channels).astype(np.float64)
     if len(values) < 4 * terms.shape[1]:  # a tiny picture: too few cells to fit; the window serves alone
         return cells, np.zeros((rows, cols), dtype=bool)
@@ -274,6 +249,16 @@ def _smooth_fit(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         residual = np.sqrt(np.mean((values - fit) ** 2, axis=1))
         keep = residual <= 3.0 * (1.4826 * float(np.median(residual[keep])) + 1.0)
     return fit.reshape(rows, cols, channels).astype(np.float32), keep.reshape(rows, cols)
+
+
+@functools.lru_cache(maxsize=16)
+def _cubic_terms(rows: int, cols: int) -> np.ndarray:
+    """The ten terms of a cubic in x and y (each in -1..1) at every cell of a rows x cols grid, [cells, 10] (read-only)."""
+    y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : cols * 1j]
+    x, y = x.ravel(), y.ravel()
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], axis=1)
+    terms.flags.writeable = False
+    return terms
 
 
 def _gain(surface: np.ndarray) -> np.ndarray:
