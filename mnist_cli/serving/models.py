@@ -10,6 +10,7 @@ using it to the end while later requests see the new one.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,13 +57,14 @@ class Servable:
     version: int
     loaded: Loaded
     info: Mapping[str, Any]
-    # The compiled step's one traced graph, called directly: the tf.function around it binds
-    # and looks up its arguments on every call, which cost 0.5-0.8 ms of CPU a call here, as
-    # much as the convnet itself on one picture (benchmarks/RESULTS.md, section 6b).
-    step: Any = field(init=False, repr=False)
+    @functools.cached_property
+    def step(self) -> Any:
+        """The compiled step's one traced graph, called directly.
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "step", self.loaded.predict_step.get_concrete_function())
+        The tf.function around it binds and looks up its arguments on every call, which cost
+        0.5-0.8 ms of CPU a call here, as much as the convnet itself on one picture.
+        """
+        return self.loaded.predict_step.get_concrete_function()
 
     def run_model(self, images: np.ndarray) -> np.ndarray:
         """The logits [k, classes] for uint8 images [k, 28, 28] (blocking: call it from a worker thread)."""

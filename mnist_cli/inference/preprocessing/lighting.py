@@ -123,11 +123,7 @@ def _flat_grey_ink(lum: np.ndarray, paper: np.ndarray) -> np.ndarray:
     if strong.sum() < 4:
         raise no_digit()
     full = histogram.percentile(np.bincount(dist, weights=strong, minlength=256), 90)
-    floor = min(max(4.0 * noise, _FLOOR * full), 0.5 * full)
-    table = dist.astype(np.float32)
-    np.subtract(table, np.float32(floor), out=table)
-    np.multiply(table, np.float32(1.0 / (full - floor)), out=table)
-    return cv2.LUT(grey, np.clip(table, 0.0, 1.0, out=table))
+    return cv2.LUT(grey, _strength(dist.astype(np.float32), noise, full))
 
 
 def _flat_float_ink(lum: np.ndarray, paper: np.ndarray) -> np.ndarray:
@@ -149,9 +145,12 @@ def _scaled(dist: np.ndarray, rough: np.ndarray) -> np.ndarray:
     strong = dist > max(_MIN_CONTRAST, 6.0 * noise)
     if np.count_nonzero(strong) < 4:
         raise no_digit()
-    full = float(np.percentile(dist[strong], 90))
+    return _strength(np.asarray(dist, dtype=np.float32), noise, float(np.percentile(dist[strong], 90)))
+
+
+def _strength(dist: np.ndarray, noise: float, full: float) -> np.ndarray:
+    """Float32 distances as ink strength in 0..1, in place: a floor above the noise taken off, `full` at 1."""
     floor = min(max(4.0 * noise, _FLOOR * full), 0.5 * full)
-    dist = np.asarray(dist, dtype=np.float32)
     np.subtract(dist, np.float32(floor), out=dist)
     np.multiply(dist, np.float32(1.0 / (full - floor)), out=dist)
     return np.clip(dist, 0.0, 1.0, out=dist)
