@@ -491,3 +491,19 @@ def test_a_drawing_on_flat_paper_reads_as_the_float_path_reads_it() -> None:
     assert fast.dtype == slow.dtype == np.float32
     assert fast.max() == 1.0 and (fast > 0.5).mean() > 0.05  # the ring is there, at full strength
     assert np.array_equal(fast, slow)
+
+
+def test_the_digit_is_shrunk_as_pillows_lanczos_shrinks_it() -> None:
+    # MNIST's digits were anti-aliased into their 20x20 box; the shrink is Pillow's Lanczos
+    # done as two matrix products, which must give Pillow's digits, not merely similar ones.
+    from mnist_cli.inference.preprocessing import crop
+
+    rng = np.random.default_rng(3)
+    for height, width in [(200, 150), (180, 200), (64, 20), (20, 11), (250, 250), (37, 100), (20, 20), (21, 5), (3, 1), (1, 40)]:
+        ink = np.clip(rng.random((height, width), dtype=np.float32) * 1.3 - 0.2, 0.0, 1.0)
+        scale = crop.BOX / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pillow = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS))
+        ours = crop._shrink(ink, size)
+        assert ours.shape == pillow.shape and ours.dtype == np.float32
+        np.testing.assert_allclose(ours, pillow, rtol=0, atol=1e-6)

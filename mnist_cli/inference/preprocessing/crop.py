@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from PIL import Image
 
 from mnist_cli.inference.preprocessing.lighting import no_digit
 from mnist_cli.inference.preprocessing.load import SIZE
@@ -14,6 +14,7 @@ from mnist_cli.inference.preprocessing.opencv import cv2
 BOX = 20
 _CENTRE = 14.0  # MNIST's mean centre of mass, in pixel-index coordinates (measured: 13.99, 14.01)
 _COARSE_SIZE = 128  # longest side of the grid on which specks are told from the digit
+_LANCZOS_LOBES = 3.0  # Pillow's Lanczos: sinc windowed by sinc over 3 lobes
 _BBOX_LEVEL = 0.25  # ink strength that counts for the bounding box, so faint halos do not widen it
 
 
@@ -93,10 +94,34 @@ def _shrink(ink: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resized to `size` (width, height) with Pillow's anti-aliased Lanczos, as MNIST's digits were.
 
     OpenCV's Lanczos does not widen its kernel when shrinking (it aliases), and its box
-    filter gives a blockier digit whose centre of mass moves by up to a pixel; this step
-    works on the cropped digit only (a tenth of a millisecond) and Pillow releases the GIL too.
+    filter gives a blockier digit whose centre of mass moves by up to a pixel. Pillow's
+    filter is two matrix products here: rows, rounded to float32 as Pillow keeps them, then
+    columns; the same digits (at most a float32 rounding apart) at a fifth of Pillow's time.
     """
-    return np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS))
+    width, height = size
+    across = (ink.astype(np.float64) @ _lanczos_weights(ink.shape[1], width).T).astype(np.float32)
+    return (_lanczos_weights(ink.shape[0], height) @ across.astype(np.float64)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=512)
+def _lanczos_weights(size_in: int, size_out: int) -> np.ndarray:
+    """[size_out, size_in] weights of Pillow's Lanczos resampling (`precompute_coeffs` in its Resample.c)."""
+    if size_in == size_out:  # Pillow skips a side whose length does not change
+        return np.eye(size_in)
+    scale = size_in / size_out
+    widen = max(scale, 1.0)  # shrinking widens the kernel: the anti-aliasing
+    support = _LANCZOS_LOBES * widen
+    weights = np.zeros((size_out, size_in))
+    for out in range(size_out):
+        centre = (out + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        stop = min(int(centre + support + 0.5), size_in)
+        x = (np.arange(first, stop) - centre + 0.5) * (1.0 / widen)
+        taps = np.where((x >= -_LANCZOS_LOBES) & (x < _LANCZOS_LOBES), np.sinc(x) * np.sinc(x / _LANCZOS_LOBES), 0.0)
+        total = taps.sum()
+        weights[out, first:stop] = taps / total if total else taps
+    weights.flags.writeable = False  # shared through the cache
+    return weights
 
 
 def centre(box: np.ndarray) -> np.ndarray:
