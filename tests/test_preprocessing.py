@@ -507,3 +507,13 @@ def test_the_digit_is_shrunk_as_pillows_lanczos_shrinks_it() -> None:
         ours = crop._shrink(ink, size)
         assert ours.shape == pillow.shape and ours.dtype == np.float32
         np.testing.assert_allclose(ours, pillow, rtol=0, atol=1e-6)
+
+
+def test_numpys_blas_runs_on_one_thread_once_pictures_are_read() -> None:
+    # One picture per core in `mnist serve`: a BLAS pool would spin on the core another uses.
+    import threadpoolctl
+
+    from mnist_cli.inference.preprocessing import crop  # noqa: F401  (sets the limit)
+
+    blas = [pool for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)

@@ -11,13 +11,12 @@ it: the pool is replaced and that picture is answered as unreadable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -29,7 +28,6 @@ from mnist_cli.serving.config import PREPROCESSING
 PROCESSES, THREADS = PREPROCESSING
 _INLINE_BYTES = 64 * 1024  # pictures up to this size are written to a worker's pipe on the event loop
 KINDS = PREPROCESSING
-_BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
 
 def _work(connection: Any) -> None:
@@ -42,25 +40,6 @@ def _work(connection: Any) -> None:
         except (EOFError, OSError):
             return
         connection.send((number, predict.read_pictures(pictures)))
-
-
-@contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    """Start the fork server (and so every worker) with NumPy's OpenBLAS on one thread.
-
-    Each worker has a core; the digit's Lanczos shrink is a small matrix product, which
-    OpenBLAS would split over a second thread that spins on the core another worker uses.
-    OpenBLAS reads the variable when NumPy loads, so it is set while the fork server starts.
-    """
-    before = os.environ.get(_BLAS_THREADS)
-    os.environ[_BLAS_THREADS] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(_BLAS_THREADS, None)
-        else:
-            os.environ[_BLAS_THREADS] = before
 
 
 class _Worker:
@@ -95,8 +74,7 @@ class PictureReaders:
         if self.kind == PROCESSES and not self._pool:
             # forkserver: the workers are not forks of a process running TensorFlow's threads.
             self._context.set_forkserver_preload(["mnist_cli.inference.predict"])
-            with _single_threaded_blas():
-                self._pool = [_Worker(self._context) for _ in range(self.workers)]
+            self._pool = [_Worker(self._context) for _ in range(self.workers)]
 
     def stop(self) -> None:
         """Stop the worker processes; pictures still being read are answered as unreadable."""
