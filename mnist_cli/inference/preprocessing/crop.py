@@ -91,7 +91,7 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
     height, width = ink.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    box = _shrink(np.ascontiguousarray(ink, dtype=np.float32), size)
+    box = _shrink(np.asarray(ink, dtype=np.float32), size)
     box = np.clip(box, 0.0, None)
     peak = float(box.max())
     return box / peak if peak > 0 else box
