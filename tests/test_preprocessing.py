@@ -477,6 +477,28 @@ def test_histogram_statistics_equal_numpys_to_the_last_bit() -> None:
     assert histogram.median(np.zeros(256)) == 0.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_one_partition_medians_and_percentiles_equal_numpys_to_the_last_bit(dtype: type) -> None:
+    # A photograph's thresholds are medians and percentiles of its distances: the quicker
+    # selection must give numpy's values exactly, in the array's own precision.
+    from mnist_cli.inference.preprocessing import quantiles
+
+    rng = np.random.default_rng(11)
+    for size in [*range(1, 40), 999, 1000, 30000]:
+        values = (rng.random(size) * 300).astype(dtype)
+        if size % 3 == 0:  # ties, as whole grey levels have
+            values = (values // 37 * 37).astype(dtype)
+        assert quantiles.median(values) == float(np.median(values))
+        for percent in (0, 5, 50, 90, 95, 99.5, 100):
+            assert quantiles.percentile(values, percent) == float(np.percentile(values, percent))
+    picture = rng.random((30, 40), dtype=np.float32)
+    before = picture.copy()
+    strided = picture[::2, ::2]  # `lighting._median` samples every other pixel
+    assert quantiles.median(strided) == float(np.median(strided))
+    assert quantiles.percentile(picture, 90) == float(np.percentile(before, 90))
+    assert np.array_equal(picture, before)  # the caller's pixels are left as they were
+
+
 def test_a_drawing_on_flat_paper_reads_as_the_float_path_reads_it() -> None:
     # A canvas of whole grey levels takes the histogram path; the same canvas with one pixel
     # half a level off takes the float path, pixel by pixel: the ink must be the same.

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from mnist_cli.inference.preprocessing import quantiles
+
 
 def median(counts: np.ndarray) -> float:
     """`np.median` of the values 0..255 that `counts[value]` times each make up (0.0 if none)."""
@@ -34,7 +36,4 @@ def percentile(counts: np.ndarray, percent: float) -> float:
     rank = math.floor(index)
     lower = int(np.searchsorted(below, rank, side="right"))
     upper = int(np.searchsorted(below, min(rank + 1, total - 1), side="right"))
-    # numpy's interpolation between the two neighbouring values (its _lerp), to the last bit.
-    low, high, weight = np.float32(lower), np.float32(upper), index - rank
-    step = high - low
-    return float(low + step * weight if weight < 0.5 else high - step * (1.0 - weight))
+    return quantiles.lerp(np.float32(lower), np.float32(upper), index - rank)

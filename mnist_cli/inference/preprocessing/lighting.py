@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from mnist_cli.core.errors import InputError
-from mnist_cli.inference.preprocessing import histogram
+from mnist_cli.inference.preprocessing import histogram, quantiles
 from mnist_cli.inference.preprocessing.opencv import cv2
 
 _MIN_CONTRAST = 32.0  # ink must differ from the paper by this much (of 255) to count
@@ -145,7 +145,7 @@ def _scaled(dist: np.ndarray, rough: np.ndarray) -> np.ndarray:
     strong = dist > max(_MIN_CONTRAST, 6.0 * noise)
     if np.count_nonzero(strong) < 4:
         raise no_digit()
-    return _strength(np.asarray(dist, dtype=np.float32), noise, float(np.percentile(dist[strong], 90)))
+    return _strength(np.asarray(dist, dtype=np.float32), noise, quantiles.percentile(dist[strong], 90))
 
 
 def _strength(dist: np.ndarray, noise: float, full: float) -> np.ndarray:
@@ -162,7 +162,7 @@ def _border_paper(pixels: np.ndarray) -> np.ndarray:
     rim = max(1, round(0.02 * min(height, width)))
     strips = (pixels[:rim], pixels[-rim:], pixels[:, :rim], pixels[:, -rim:])
     border = np.concatenate([strip.reshape(-1, channels) for strip in strips])
-    return np.median(border, axis=0).astype(np.float32)
+    return np.array([quantiles.median(border[:, channel]) for channel in range(channels)], dtype=np.float32)
 
 
 def _median(values: np.ndarray, where: np.ndarray | None = None) -> float:
@@ -172,7 +172,7 @@ def _median(values: np.ndarray, where: np.ndarray | None = None) -> float:
         sample = sample[where[::2, ::2]]
         if sample.size == 0:
             sample = values[where]
-    return float(np.median(sample)) if sample.size else 0.0
+    return quantiles.median(sample) if sample.size else 0.0
 
 
 def _dark_ink(lum: np.ndarray, first: np.ndarray, rough: np.ndarray, paper_lum: float) -> bool:
@@ -246,7 +246,7 @@ def _smooth_fit(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         coefficients = np.linalg.solve(chosen.T @ chosen, chosen.T @ values[keep])
         fit = terms @ coefficients
         residual = np.sqrt(np.mean((values - fit) ** 2, axis=1))
-        keep = residual <= 3.0 * (1.4826 * float(np.median(residual[keep])) + 1.0)
+        keep = residual <= 3.0 * (1.4826 * quantiles.median(residual[keep]) + 1.0)
     return fit.reshape(rows, cols, channels).astype(np.float32), keep.reshape(rows, cols)
 
 
@@ -263,8 +263,10 @@ def _cubic_terms(rows: int, cols: int) -> np.ndarray:
 def _gain(surface: np.ndarray) -> np.ndarray:
     """How much darker than the best-lit paper each pixel's paper is (1..4): contrast scales with the light."""
     level = luminance(surface)
-    reference = float(np.percentile(level[::4, ::4], 95))  # the surface is smooth: a sparse sample says the same
-    return np.clip(reference / np.maximum(level, 1.0), 1.0, _MAX_GAIN).astype(np.float32, copy=False)
+    reference = quantiles.percentile(level[::4, ::4], 95)  # the surface is smooth: a sparse sample says the same
+    gain = np.maximum(level, np.float32(1.0))  # a new array: a grey surface's level is a view of it
+    np.divide(np.float32(reference), gain, out=gain)
+    return np.clip(gain, 1.0, _MAX_GAIN, out=gain)
 
 
 def upsample(grid: np.ndarray, cell: int, height: int, width: int) -> np.ndarray:
