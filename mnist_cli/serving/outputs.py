@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnist_cli.inference.predict import softmax
 from mnist_cli.model.signature import CLASSES, LOGITS, OUTPUT_DTYPES, PROBABILITIES
 
 
 def signature_outputs(logits: np.ndarray) -> dict[str, np.ndarray]:
     """`logits`, softmax `probabilities` and argmax `classes`, in the dtypes the exported signature has."""
     logits = np.asarray(logits, dtype=OUTPUT_DTYPES[LOGITS])
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = (exp / exp.sum(axis=1, keepdims=True)).astype(OUTPUT_DTYPES[PROBABILITIES])  # as tf.nn.softmax gives
+    probabilities = softmax(logits).astype(OUTPUT_DTYPES[PROBABILITIES], copy=False)  # as the SavedModel's tf.nn.softmax gives
     classes = logits.argmax(axis=1).astype(OUTPUT_DTYPES[CLASSES])
     return {LOGITS: logits, PROBABILITIES: probabilities, CLASSES: classes}
 

@@ -13,14 +13,14 @@ the outputs of the SavedModel's `serving_default` signature that `mnist export` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mnist_cli.data.registry import COLS, ROWS
-from mnist_cli.model.signature import INPUT, INPUT_DTYPE, OUTPUT_DTYPES, OUTPUT_SHAPES, OUTPUTS, SIGNATURE
+from mnist_cli.model.signature import CLASSES, INPUT, INPUT_DTYPE, LOGITS, OUTPUT_DTYPES, OUTPUT_SHAPES, OUTPUTS, PROBABILITIES, SIGNATURE
 
 PREDICT_METHOD = "tensorflow/serving/predict"  # the signature's method_name, as TF Serving checks it
 OTHER_METHODS = {"classify": "classification", "regress": "regression"}  # TF Serving's other REST verbs
@@ -145,18 +145,14 @@ def _kind(array: np.ndarray) -> str:
     return {"U": "strings", "S": "strings", "O": "mixed or nested values", "b": "booleans"}.get(array.dtype.kind, str(array.dtype))
 
 
-def answer(logits: np.ndarray, *, columnar: bool) -> dict[str, Any]:
-    """The signature's outputs in TF Serving's shapes: logits, softmax probabilities, argmax classes."""
-    logits = np.asarray(logits, dtype=np.float32)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    probabilities = exp / exp.sum(axis=1, keepdims=True)  # what the SavedModel's tf.nn.softmax gives
-    classes = logits.argmax(axis=1)
+def answer(outputs: Mapping[str, np.ndarray], *, columnar: bool) -> dict[str, Any]:
+    """The signature's outputs (`outputs.signature_outputs`) in TF Serving's row or columnar JSON."""
+    logits, probabilities, classes = outputs[LOGITS], outputs[PROBABILITIES], outputs[CLASSES]
     if columnar:
-        return {"outputs": {"logits": logits.tolist(), "probabilities": probabilities.tolist(), "classes": classes.tolist()}}
+        return {"outputs": {key: outputs[key].tolist() for key in OUTPUTS}}
     return {
         "predictions": [
-            {"logits": row.tolist(), "probabilities": probs.tolist(), "classes": int(cls)}
+            {LOGITS: row.tolist(), PROBABILITIES: probs.tolist(), CLASSES: int(cls)}
             for row, probs, cls in zip(logits, probabilities, classes)
         ]
     }

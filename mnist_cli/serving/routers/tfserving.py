@@ -14,6 +14,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from mnist_cli.data.registry import COLS, ROWS
 from mnist_cli.serving import schemas, tfserving
 from mnist_cli.serving.models import Servable
+from mnist_cli.serving.outputs import signature_outputs
 from mnist_cli.serving.state import Refused, ServingState, State
 
 _INLINE_JSON = 32 * 1024  # smaller JSON bodies are parsed on the event loop; larger ones in a thread
@@ -82,7 +83,7 @@ async def _predict(request: Request, state: ServingState, servable: Servable) ->
         )
         raise Refused(400, str(exc), hint) from None
     logits = await state.batcher.logits(parsed.images, servable.run_model)
-    return JSONResponse(tfserving.answer(logits, columnar=parsed.columnar))
+    return JSONResponse(tfserving.answer(signature_outputs(logits), columnar=parsed.columnar))
 
 
 @router.post(MODEL + ":predict", summary="TensorFlow Serving's REST predict API", **_PREDICT)
