@@ -18,8 +18,8 @@ from PIL import Image
 
 import pictures
 from helpers import REPO, bar_digit
+from mnist_cli.serving.launch import SERVING_AT
 
-URL_LINE = re.compile(r"serving at (http://\S+/) ")
 START_DEADLINE = 180.0  # TensorFlow's import and the model's load on a busy 2-core CI box
 
 
@@ -66,8 +66,8 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         """Wait for the URL line (never a fixed sleep)."""
-        line = self.wait_for_line(URL_LINE.pattern)
-        self.url = URL_LINE.search(line).group(1)  # type: ignore[union-attr]
+        line = self.wait_for_line(SERVING_AT.pattern)
+        self.url = SERVING_AT.search(line).group(1)  # type: ignore[union-attr]
         return self
 
     @property

@@ -130,7 +130,9 @@ def _announce(loaded: Any, config: ServeConfig, url: str, grpc_address: str | No
         also = " and the Open Inference Protocol's" if with_v2 else ""
         common.err.print(f"gRPC at {escape(grpc_address)}: TF Serving's API{also}", highlight=False)
     # The address goes to standard output, alone on its line, for people and for scripts.
-    common.out.print(f"serving at {url} (API docs at {url}docs; Ctrl-C stops)", highlight=False, soft_wrap=True)
+    from mnist_cli.serving.launch import serving_line
+
+    common.out.print(escape(serving_line(url)), highlight=False, soft_wrap=True)
     sys.stdout.flush()
 
 

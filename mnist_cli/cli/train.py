@@ -280,7 +280,7 @@ def train(
 
 
 def _start_page(run_path: Path, port: int) -> Any:
-    from mnist_cli.serving.follow import FollowServer
+    from mnist_cli.serving.launch import FollowServer
 
     def listening(url: str) -> None:
         common.err.print(f"watch it learn at {common.safe(url)} (the page follows the run; it stops with the training)", highlight=False, soft_wrap=True)

@@ -14,10 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +27,6 @@ from mnist_cli.runs import checkpoint_state, layout, runs
 
 KEEP_VERSIONS = 2  # the current version and the one before it (requests may still hold it)
 POLL_S = 0.25  # how often the run's files are looked at
-SERVING_AT = re.compile(r"serving at (http://\S+/)")  # the line `mnist serve` prints on standard output when it listens
 
 
 @dataclass(frozen=True)
@@ -262,60 +257,3 @@ def follower_for(state: Any, feed: Feed, run_dir: Path) -> Follower:
     current = state.models.current()
     # Each version runs in float32, as the first one and `mnist predict` do: never emulated bf16.
     return Follower(run_dir, feed, load=functools.partial(loading.load, float32=True), install=install, retire=state.models.remove, current=(current.version, current.loaded))
-
-
-@dataclass
-class FollowServer:
-    """`mnist serve RUN --follow` in its own process, so that the trainer keeps its speed."""
-
-    run_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 8000
-    on_address: Callable[[str], None] | None = None
-    on_exit: Callable[[int, list[str]], None] | None = None  # the server stopped by itself (a port in use, say)
-    stopping: bool = False
-    process: subprocess.Popen[str] | None = None
-    url: str | None = None
-    last_lines: list[str] = field(default_factory=list)
-
-    def start(self) -> None:
-        """Start the server; `on_address` hears its address once it listens with a model loaded."""
-        command = [sys.executable, "-m", "mnist_cli", "serve", str(self.run_dir), "--follow", "--quiet", "--host", self.host, "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # Ctrl-C reaches the trainer only; the trainer stops the server
-        )
-        threading.Thread(target=self._read, name="follow-server-output", daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            self.last_lines = (self.last_lines + [line])[-5:]  # for the warning if it stops by itself
-            match = SERVING_AT.search(line)
-            if match and self.url is None:
-                self.url = match.group(1)
-                if self.on_address is not None:
-                    self.on_address(self.url)
-        code = self.process.wait()
-        if not self.stopping and self.on_exit is not None:
-            self.on_exit(code, self.last_lines)
-
-    def stop(self, *, timeout: float = 15.0) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL after `timeout`); its exit status."""
-        process = self.process
-        if process is None:
-            return None
-        self.stopping = True
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        return process.wait()
