@@ -54,16 +54,20 @@ def digit_crop(ink: np.ndarray) -> np.ndarray:
         if gap <= 0.5 * size:
             keep.append(int(index))
             box = (min(box[0], other[0]), max(box[1], other[1]), min(box[2], other[2]), max(box[3], other[3]))
-    chosen = np.zeros(count, dtype=bool)
-    chosen[np.array(keep) + 1] = True
-    kept = chosen[labels].astype(np.uint8)
+    chosen = np.zeros(count, dtype=np.uint8)
+    chosen[np.array(keep) + 1] = 1
+    # Nothing outside the kept components' box survives: only that part of the picture is
+    # masked and searched (a drawing's digit covers a third of the canvas or less).
+    top, bottom, left, right = box
+    kept = chosen[labels[top:bottom, left:right]]
     if factor > 1:
-        kept = cv2.resize(kept, (cols * factor, rows * factor), interpolation=cv2.INTER_NEAREST)[:height, :width]
-    ink = np.where(kept.view(bool), ink, np.float32(0.0))
-    top, bottom, left, right = _bbox(ink >= _BBOX_LEVEL)
+        kept = cv2.resize(kept, ((right - left) * factor, (bottom - top) * factor), interpolation=cv2.INTER_NEAREST)
+    part = ink[top * factor : bottom * factor, left * factor : right * factor]
+    part = np.where(kept[: part.shape[0], : part.shape[1]].view(bool), part, np.float32(0.0))
+    top, bottom, left, right = _bbox(part >= _BBOX_LEVEL)
     if max(bottom - top, right - left) < max(4, 0.015 * max(height, width)):
         raise no_digit()
-    return ink[top:bottom, left:right]
+    return part[top:bottom, left:right]
 
 
 def _pool(ink: np.ndarray, factor: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
