@@ -523,8 +523,7 @@ def test_the_digit_is_shrunk_as_pillows_lanczos_shrinks_it() -> None:
     rng = np.random.default_rng(3)
     for height, width in [(200, 150), (180, 200), (64, 20), (20, 11), (250, 250), (37, 100), (20, 20), (21, 5), (3, 1), (1, 40)]:
         ink = np.clip(rng.random((height, width), dtype=np.float32) * 1.3 - 0.2, 0.0, 1.0)
-        scale = crop.BOX / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        size = crop.box_size(height, width)
         pillow = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS))
         ours = crop._shrink(ink, size)
         assert ours.shape == pillow.shape and ours.dtype == np.float32

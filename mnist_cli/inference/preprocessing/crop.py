@@ -92,13 +92,16 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def fit_box(ink: np.ndarray) -> np.ndarray:
     """Scale into a 20x20 box, aspect ratio kept, peak ink at 1."""
-    height, width = ink.shape
-    scale = BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    box = _shrink(np.asarray(ink, dtype=np.float32), size)
+    box = _shrink(np.asarray(ink, dtype=np.float32), box_size(*ink.shape))
     box = np.clip(box, 0.0, None)
     peak = float(box.max())
     return box / peak if peak > 0 else box
+
+
+def box_size(height: int, width: int) -> tuple[int, int]:
+    """(width, height) of a height x width crop scaled into the 20x20 box, its aspect ratio kept."""
+    scale = BOX / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _shrink(ink: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -110,15 +113,17 @@ def _shrink(ink: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     columns; the same digits (at most a float32 rounding apart) at a fifth of Pillow's time.
     """
     width, height = size
-    across = (ink.astype(np.float64) @ _lanczos_weights(ink.shape[1], width).T).astype(np.float32)
-    return (_lanczos_weights(ink.shape[0], height) @ across.astype(np.float64)).astype(np.float32)
+    # Pillow skips a side whose length does not change.
+    if ink.shape[1] != width:
+        ink = (ink.astype(np.float64) @ _lanczos_weights(ink.shape[1], width).T).astype(np.float32)
+    if ink.shape[0] != height:
+        ink = (_lanczos_weights(ink.shape[0], height) @ ink.astype(np.float64)).astype(np.float32)
+    return ink
 
 
 @functools.lru_cache(maxsize=512)
 def _lanczos_weights(size_in: int, size_out: int) -> np.ndarray:
     """[size_out, size_in] weights of Pillow's Lanczos resampling (`precompute_coeffs` in its Resample.c)."""
-    if size_in == size_out:  # Pillow skips a side whose length does not change
-        return np.eye(size_in)
     scale = size_in / size_out
     widen = max(scale, 1.0)  # shrinking widens the kernel: the anti-aliasing
     support = _LANCZOS_LOBES * widen
